@@ -1,0 +1,58 @@
+// The one place where the `tds::` operator schemas are defined (as pytorch/extension-cpp does).
+// CPU kernels are registered in csrc/cpu/*.cpp, CUDA kernels in csrc/cuda/*.cpp, each in its own
+// TORCH_LIBRARY_IMPL block; fake (meta) kernels and autograd are registered in Python
+// (tds_kernels/ops/<op>/op.py). No op calls another registered op.
+//
+// Layouts (all activations contiguous, channels last):
+//   temporal_max_diff: x (B, T, N, C), frames on dim 1.
+//   cls_token_shift:   x (B, T, C).
+//   td_adapter:        u (B, T, N, d); w_down (d/r, d); w_up (d, d/r); BN params per channel.
+//   sme_stem:          frames (B, T, 5, 3, H, W) uint8/float; w_* are the Conv3d weights
+//                      (d, C_in, 3, P, P); output tokens (B, T, N, d).
+// Batch statistics are returned (mean, biased var) instead of updating running buffers in
+// place, so the ops stay functional; the nn.Modules update the buffers like nn.BatchNorm.
+#include <torch/library.h>
+
+TORCH_LIBRARY(tds, m) {
+  // Op 1: temporal max-difference  y = x - maxpool_t(x) (kernel k, stride 1, -inf pad),
+  // optionally mixed y = 0.5*y + 0.5*mean_C(y).
+  m.def("temporal_max_diff(Tensor x, int kernel_size, bool mix) -> Tensor");
+  m.def("temporal_max_diff_backward(Tensor grad_out, Tensor x, int kernel_size, bool mix) -> Tensor");
+
+  // Op 4: CLS token shift: channels [:C/2] from frame t+1, [C/2:] from frame t-1, zeros past the ends.
+  m.def("cls_token_shift(Tensor x) -> Tensor");
+  m.def("cls_token_shift_backward(Tensor grad_out) -> Tensor");
+
+  // Op 2: TD-Adapter path. Returns (out, mean1, var1, mean2, var2): in training the batch
+  // statistics of the two BatchNorms (biased variance), in eval a copy of the running ones.
+  m.def(
+      "td_adapter_forward(Tensor u, Tensor w_down, Tensor w_up, Tensor gamma1, Tensor beta1, "
+      "Tensor gamma2, Tensor beta2, Tensor running_mean1, Tensor running_var1, "
+      "Tensor running_mean2, Tensor running_var2, bool training, float eps, int kernel_size, "
+      "bool mix, bool gated) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // Returns (grad_u, grad_w_down, grad_w_up, grad_gamma1, grad_beta1, grad_gamma2, grad_beta2).
+  m.def(
+      "td_adapter_backward(Tensor grad_out, Tensor u, Tensor w_down, Tensor w_up, Tensor gamma1, "
+      "Tensor beta1, Tensor gamma2, Tensor beta2, Tensor mean1, Tensor var1, Tensor mean2, "
+      "Tensor var2, bool training, float eps, int kernel_size, bool mix, bool gated) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+
+  // Op 3: SME stem. bias tensors may be absent (Conv3d(bias=False)). pixel_mean/std are the
+  // CLIP normalisation in [0,1] units; frames are pixel values in [0,255] (uint8 or float).
+  // padding is the Conv3d padding (pt, ph, pw). Returns (tokens, mean_rgb, var_rgb, mean_mot, var_mot).
+  m.def(
+      "sme_stem_forward(Tensor frames, Tensor w_rgb, Tensor? b_rgb, Tensor w_mot, Tensor? b_mot, "
+      "Tensor gamma_rgb, Tensor beta_rgb, Tensor gamma_mot, Tensor beta_mot, "
+      "Tensor running_mean_rgb, Tensor running_var_rgb, Tensor running_mean_mot, "
+      "Tensor running_var_mot, float[] pixel_mean, float[] pixel_std, float alpha, int[] padding, "
+      "bool training, float eps) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // Frames get no gradient (they are data). Returns (grad_w_rgb, grad_b_rgb, grad_w_mot,
+  // grad_b_mot, grad_gamma_rgb, grad_beta_rgb, grad_gamma_mot, grad_beta_mot); the bias
+  // gradients are empty tensors when the matching bias is absent.
+  m.def(
+      "sme_stem_backward(Tensor grad_out, Tensor frames, Tensor w_rgb, Tensor? b_rgb, Tensor w_mot, "
+      "Tensor? b_mot, Tensor gamma_rgb, Tensor beta_rgb, Tensor gamma_mot, Tensor beta_mot, "
+      "Tensor mean_rgb, Tensor var_rgb, Tensor mean_mot, Tensor var_mot, float[] pixel_mean, "
+      "float[] pixel_std, float alpha, int[] padding, bool training, float eps) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Incremental in-place rebuild of tds_kernels._C while developing (ninja keeps objects in build/).
+# Serialised with a lock so concurrent rebuilds do not trample each other's build directory.
+# TDS_KERNELS_SKIP_CUDA=1 skips the CUDA sources for a faster CPU-only iteration.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -z "${CUDA_HOME:-}" ] && [ -d /usr/local/cuda ]; then export CUDA_HOME=/usr/local/cuda; fi
+export MAX_JOBS="${MAX_JOBS:-2}"
+exec flock /tmp/tds_build.lock python setup.py -q build_ext --inplace

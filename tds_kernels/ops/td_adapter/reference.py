@@ -1,0 +1,30 @@
+"""Reference definition of the TD-Adapter (SPEC §3), written with the plain layers whose
+parameters the fused module keeps (so state_dicts are interchangeable):
+
+    b   = BN1(Conv1x1_{d→d/r}(u))                     # no bias
+    m   = b - maxpool_t(b)                              # kernel k, stride 1, -inf padding
+    y   = 0.5·m + 0.5·mean_c(m)        (mix)            # per token, mean over the d/r channels
+    y   = BN2(Conv1x1_{d/r→d}(y))                      # no bias
+    out = u + u·(sigmoid(y) - 0.5)     (gated)          # published form
+    out = u + y                        (plain variant)  # the paper's plain form: no mix, no gate
+
+u is tokens (B, T, N, d); the convs and BNs run on the (B, d, T, N, 1) view, which is what
+BatchNorm3d / Conv3d see on the model's (B, d, T, h, w) layout.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def td_adapter_reference(u: torch.Tensor, down, bn1, up, bn2, kernel_size: int = 3, mix: bool = True,
+                         gated: bool = True) -> torch.Tensor:
+    x = u.permute(0, 3, 1, 2).unsqueeze(-1)  # (B, d, T, N, 1)
+    b = bn1(down(x))
+    k = kernel_size
+    m = b - F.max_pool3d(b, (k, 1, 1), stride=1, padding=(k // 2, 0, 0))
+    if mix:
+        m = 0.5 * m + 0.5 * m.mean(dim=1, keepdim=True)
+    y = bn2(up(m))
+    out = x + x * (torch.sigmoid(y) - 0.5) if gated else x + y
+    return out.squeeze(-1).permute(0, 2, 3, 1)

@@ -1,0 +1,36 @@
+"""Parity checks shared by the op tests (the mamba / flash-attention rule):
+
+    |fused - ref64| <= factor * |plain - ref64| + atol      (max over elements)
+
+where ref64 is the reference run in float64 and plain is the reference run in the test dtype.
+So a fused kernel may be as inexact as plain PyTorch in that dtype, but not much worse.
+"""
+from __future__ import annotations
+
+import torch
+
+ATOL = {torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 1e-2, torch.float64: 1e-10}
+
+
+def max_err(a: torch.Tensor, ref64: torch.Tensor) -> float:
+    assert a.shape == ref64.shape, f"shape {tuple(a.shape)} != reference {tuple(ref64.shape)}"
+    d = (a.detach().double() - ref64.detach().double()).abs()
+    if d.numel() == 0:
+        return 0.0
+    if torch.isnan(d).any():
+        return float("nan")
+    return d.max().item()
+
+
+def assert_parity(fused: torch.Tensor, plain: torch.Tensor, ref64: torch.Tensor, name: str,
+                  factor: float = 2.0, atol: float | None = None, dtype: torch.dtype | None = None) -> float:
+    """Assert the rule above; returns the fused error so tests can report it."""
+    dtype = dtype or plain.dtype
+    atol = ATOL.get(dtype, 1e-5) if atol is None else atol
+    ef, ep = max_err(fused, ref64), max_err(plain, ref64)
+    scale = ref64.detach().abs().max().item() if ref64.numel() else 0.0
+    assert ef == ef, f"{name}: fused result contains NaN (unwritten output or bad math)"
+    assert ef <= factor * ep + atol * max(1.0, scale), (
+        f"{name}: fused error {ef:.3e} > {factor} x plain {dtype} error {ep:.3e} + atol {atol:.1e}"
+        f" (x max|ref| {scale:.3e})")
+    return ef
