@@ -55,4 +55,18 @@ TORCH_LIBRARY(tds, m) {
       "Tensor mean_rgb, Tensor var_rgb, Tensor mean_mot, Tensor var_mot, float[] pixel_mean, "
       "float[] pixel_std, float alpha, int[] padding, bool training, float eps) "
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+
+  // Extra op (issue #5): the side block's MLP, out = Linear2(GELU(Linear1(BatchNorm(x)))) on tokens
+  // x (M, d), keeping only x (and the batch statistics) for backward. w1 (H, d), w2 (O, H); x in w1's
+  // dtype or float32. Returns (out (M, O) in w1's dtype, mean, var): batch statistics (biased var) in
+  // training, copies of the running ones in eval; float32 (float64 for float64 weights).
+  m.def(
+      "bn_mlp_forward(Tensor x, Tensor bn_weight, Tensor bn_bias, Tensor running_mean, Tensor running_var, "
+      "Tensor w1, Tensor? b1, Tensor w2, Tensor? b2, bool training, float eps) -> (Tensor, Tensor, Tensor)");
+  // Returns (grad_x, grad_bn_weight, grad_bn_bias, grad_w1, grad_b1, grad_w2, grad_b2); a bias gradient
+  // is an empty tensor when that bias is absent.
+  m.def(
+      "bn_mlp_backward(Tensor grad_out, Tensor x, Tensor bn_weight, Tensor bn_bias, Tensor w1, Tensor? b1, "
+      "Tensor w2, Tensor? b2, Tensor mean, Tensor var, bool training, float eps) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 }

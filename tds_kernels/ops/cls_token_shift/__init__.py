@@ -1,8 +1,5 @@
-from ... import _dispatch
+"""Op 4: CLS token shift (half the channels from frame t+1, half from t-1); see interface.py."""
+from .interface import cls_token_shift
 from .reference import cls_token_shift_reference
 
-_dispatch.register("cls_token_shift", "reference", cls_token_shift_reference)
-
-
-def cls_token_shift(x, backend=None):  # placeholder until the fused op lands
-    return cls_token_shift_reference(x)
+__all__ = ["cls_token_shift", "cls_token_shift_reference"]

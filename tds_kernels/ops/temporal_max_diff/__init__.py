@@ -1,8 +1,5 @@
-from ... import _dispatch
+"""Op 1: temporal max-difference ``x - maxpool_t(x)`` (+ channel-mean mix); see interface.py."""
+from .interface import temporal_max_diff
 from .reference import temporal_max_diff_reference
 
-_dispatch.register("temporal_max_diff", "reference", temporal_max_diff_reference)
-
-
-def temporal_max_diff(x, kernel_size=3, mix=False, backend=None):  # placeholder until the fused op lands
-    return temporal_max_diff_reference(x, kernel_size, mix)
+__all__ = ["temporal_max_diff", "temporal_max_diff_reference"]

@@ -1,0 +1,485 @@
+// tds::bn_mlp_forward / tds::bn_mlp_backward: the host orchestration shared with the CUDA build
+// (common/bn_mlp_host.h) and the CPU kernels of its per-element work.
+//
+// The op is the side block's MLP, out = Linear2(GELU(Linear1(BatchNorm(x)))), on tokens x (M, d):
+// autograd keeps x and the batch statistics only; backward recomputes BN(x), h and GELU(h) one chunk
+// of rows at a time (see bn_mlp_host.h). The GEMMs are ATen's; everything else is here:
+//  * column statistics: fixed blocks of rows reduce into float64 partial sums that are added in
+//    block order, so results do not depend on the thread count;
+//  * elementwise loops over contiguous rows (channel axis innermost) that gcc vectorises; the float
+//    GELU loops are also compiled for AVX2+FMA (target_clones) and picked at load time.
+// Per-element math: common/bn_mlp_math.h (shared with the CUDA kernels).
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+
+#include "common/alloc.h"
+#include "common/bn_mlp_host.h"
+#include "common/bn_mlp_math.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+// An AVX2+FMA copy of the hot float loops next to the baseline (SSE2) one, chosen by the loader.
+#define TDS_CLONES __attribute__((target_clones("arch=haswell", "default")))
+#else
+#define TDS_CLONES
+#endif
+
+namespace tds {
+namespace bn_mlp {
+
+// ------------------------------------------------------------------------------------------------
+// host orchestration (also used by csrc/cuda/bn_mlp.cpp)
+
+namespace {
+
+at::ScalarType acc_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
+
+bool is_float_dtype(at::ScalarType t) {
+  return t == at::kFloat || t == at::kHalf || t == at::kBFloat16 || t == at::kDouble;
+}
+
+void check_vec(const at::Tensor& t, int64_t n, const at::Tensor& x, const char* name, const char* fn) {
+  TORCH_CHECK(t.dim() == 1 && t.size(0) == n, fn, ": ", name, " must have shape (", n, "), got ", t.sizes());
+  TORCH_CHECK(is_float_dtype(t.scalar_type()), fn, ": ", name, " must be floating point, got ", t.scalar_type());
+  TORCH_CHECK(t.device() == x.device(), fn, ": ", name, " is on ", t.device(), ", x on ", x.device());
+}
+
+// Shapes, dtypes and devices of the arguments both ops share. Returns (M, d, H, O).
+std::tuple<int64_t, int64_t, int64_t, int64_t> check_args(const at::Tensor& x, const at::Tensor& bn_weight,
+                                                          const at::Tensor& bn_bias, const at::Tensor& w1,
+                                                          const c10::optional<at::Tensor>& b1,
+                                                          const at::Tensor& w2,
+                                                          const c10::optional<at::Tensor>& b2, const char* fn) {
+  TORCH_CHECK(x.dim() == 2, fn, ": x must be (M, d), got ", x.dim(), " dims");
+  TORCH_CHECK(w1.dim() == 2 && w2.dim() == 2, fn, ": w1 and w2 must be 2-D, got ", w1.sizes(), " and ", w2.sizes());
+  const int64_t M = x.size(0), d = x.size(1), H = w1.size(0), O = w2.size(0);
+  TORCH_CHECK(M > 0 && d > 0 && H > 0 && O > 0, fn, ": zero-size dimension (x ", x.sizes(), ", w1 ", w1.sizes(),
+              ", w2 ", w2.sizes(), ")");
+  TORCH_CHECK(w1.size(1) == d, fn, ": w1 must be (H, ", d, "), got ", w1.sizes());
+  TORCH_CHECK(w2.size(1) == H, fn, ": w2 must be (O, ", H, "), got ", w2.sizes());
+  const auto C = w1.scalar_type();
+  TORCH_CHECK(is_float_dtype(C), fn, ": w1 has unsupported dtype ", C, " (float16, bfloat16, float32, float64)");
+  TORCH_CHECK(w2.scalar_type() == C, fn, ": w2 dtype ", w2.scalar_type(), " != w1 dtype ", C);
+  TORCH_CHECK(x.scalar_type() == C || x.scalar_type() == at::kFloat, fn, ": x dtype ", x.scalar_type(),
+              " must be w1's dtype ", C, " or float32");
+  TORCH_CHECK(w1.device() == x.device() && w2.device() == x.device(), fn, ": w1/w2 are not on x's device ",
+              x.device());
+  check_vec(bn_weight, d, x, "bn_weight", fn);
+  check_vec(bn_bias, d, x, "bn_bias", fn);
+  if (b1.has_value()) {
+    check_vec(*b1, H, x, "b1", fn);
+    TORCH_CHECK(b1->scalar_type() == C, fn, ": b1 dtype ", b1->scalar_type(), " != w1 dtype ", C);
+  }
+  if (b2.has_value()) {
+    check_vec(*b2, O, x, "b2", fn);
+    TORCH_CHECK(b2->scalar_type() == C, fn, ": b2 dtype ", b2->scalar_type(), " != w1 dtype ", C);
+  }
+  return {M, d, H, O};
+}
+
+int64_t rows_per_chunk(const Kernels& k, int64_t M, int64_t width) {
+  return std::max<int64_t>(1, std::min<int64_t>(M, k.chunk_elems / std::max<int64_t>(width, 1)));
+}
+
+// out = bias + a @ b (bias may be absent), written into out.
+void linear_out(at::Tensor& out, const c10::optional<at::Tensor>& bias, const at::Tensor& a, const at::Tensor& b) {
+  if (bias.has_value())
+    at::addmm_out(out, *bias, a, b);
+  else
+    at::mm_out(out, a, b);
+}
+
+// acc += a @ b, accumulated in acc's dtype even when a and b are 16-bit.
+void accumulate_mm(at::Tensor& acc, const at::Tensor& a, const at::Tensor& b) {
+  if (a.scalar_type() == acc.scalar_type())
+    acc.addmm_(a, b);
+  else
+    acc.add_(at::mm(a, b));
+}
+
+c10::optional<at::Tensor> cast_opt(const c10::optional<at::Tensor>& t, at::ScalarType dt) {
+  if (!t.has_value()) return c10::nullopt;
+  return t->to(dt).contiguous();
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(
+    const Kernels& k, const at::Tensor& x_in, const at::Tensor& bn_weight, const at::Tensor& bn_bias,
+    const at::Tensor& running_mean, const at::Tensor& running_var, const at::Tensor& w1,
+    const c10::optional<at::Tensor>& b1, const at::Tensor& w2, const c10::optional<at::Tensor>& b2, bool training,
+    double eps) {
+  constexpr const char* fn = "tds::bn_mlp_forward";
+  const auto [M, d, H, O] = check_args(x_in, bn_weight, bn_bias, w1, b1, w2, b2, fn);
+  if (!training) {
+    check_vec(running_mean, d, x_in, "running_mean", fn);
+    check_vec(running_var, d, x_in, "running_var", fn);
+  }
+  const auto C = w1.scalar_type(), A = acc_type(C), G = k.gemm_in_acc ? A : C;
+  const at::Tensor x = x_in.contiguous();
+  const auto acc_opts = x.options().dtype(A);
+  at::Tensor mean, var;
+  if (training) {
+    mean = at::empty({d}, acc_opts);
+    var = at::empty({d}, acc_opts);
+    k.col_stats(x, mean, var);
+  } else {
+    mean = running_mean.to(A, /*non_blocking=*/false, /*copy=*/true);
+    var = running_var.to(A, /*non_blocking=*/false, /*copy=*/true);
+  }
+  const at::Tensor scale = bn_weight.to(A) * (var + eps).rsqrt();
+  const at::Tensor shift = bn_bias.to(A) - mean * scale;
+  const at::Tensor w1t = w1.to(G).t(), w2t = w2.to(G).t();  // (d, H), (H, O) views for mm
+  const auto b1g = cast_opt(b1, G), b2g = cast_opt(b2, G);
+
+  at::Tensor out = new_output({M, O}, w1.options());
+  const int64_t R = rows_per_chunk(k, M, std::max({H, d, O}));
+  const auto g_opts = x.options().dtype(G);
+  at::Tensor xn_buf = at::empty({R, d}, g_opts), h_buf = at::empty({R, H}, g_opts);
+  for (int64_t r0 = 0; r0 < M; r0 += R) {
+    const int64_t r = std::min(R, M - r0);
+    at::Tensor xn = xn_buf.narrow(0, 0, r), h = h_buf.narrow(0, 0, r), out_c = out.narrow(0, r0, r);
+    k.bn_apply(x.narrow(0, r0, r), scale, shift, xn);
+    linear_out(h, b1g, xn, w1t);
+    k.gelu(h, h);
+    if (G == C) {
+      linear_out(out_c, b2g, h, w2t);
+    } else {
+      at::Tensor tmp = at::empty({r, O}, g_opts);
+      linear_out(tmp, b2g, h, w2t);
+      out_c.copy_(tmp);
+    }
+  }
+  return {out, mean, var};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
+    const Kernels& k, const at::Tensor& grad_in, const at::Tensor& x_in, const at::Tensor& bn_weight,
+    const at::Tensor& bn_bias, const at::Tensor& w1, const c10::optional<at::Tensor>& b1, const at::Tensor& w2,
+    const c10::optional<at::Tensor>& b2, const at::Tensor& mean_in, const at::Tensor& var_in, bool training,
+    double eps) {
+  constexpr const char* fn = "tds::bn_mlp_backward";
+  const auto [M, d, H, O] = check_args(x_in, bn_weight, bn_bias, w1, b1, w2, b2, fn);
+  TORCH_CHECK(grad_in.dim() == 2 && grad_in.size(0) == M && grad_in.size(1) == O, fn, ": grad_out must be (", M,
+              ", ", O, "), got ", grad_in.sizes());
+  TORCH_CHECK(grad_in.scalar_type() == w1.scalar_type(), fn, ": grad_out dtype ", grad_in.scalar_type(),
+              " != w1 dtype ", w1.scalar_type());
+  TORCH_CHECK(grad_in.device() == x_in.device(), fn, ": grad_out is on ", grad_in.device(), ", x on ",
+              x_in.device());
+  check_vec(mean_in, d, x_in, "mean", fn);
+  check_vec(var_in, d, x_in, "var", fn);
+  const auto C = w1.scalar_type(), A = acc_type(C), G = k.gemm_in_acc ? A : C;
+  const at::Tensor x = x_in.contiguous(), g = grad_in.contiguous();
+  const auto acc_opts = x.options().dtype(A), g_opts = x.options().dtype(G);
+  const at::Tensor mean = mean_in.to(A).contiguous();
+  const at::Tensor rstd = (var_in.to(A) + eps).rsqrt();
+  const at::Tensor gamma = bn_weight.to(A);
+  const at::Tensor scale = gamma * rstd;
+  const at::Tensor shift = bn_bias.to(A) - mean * scale;
+  const at::Tensor w1g = w1.to(G).contiguous(), w2g = w2.to(G).contiguous();
+  const at::Tensor w1t = w1g.t(), w2t = w2g.t();
+  const auto b1g = cast_opt(b1, G);
+
+  at::Tensor gw1 = at::zeros({H, d}, acc_opts), gw2 = at::zeros({O, H}, acc_opts), gb1 = at::zeros({H}, acc_opts);
+  at::Tensor gxn = at::empty({M, d}, acc_opts);  // dL/d BN(x), needed whole by the BN backward below
+  const int64_t R = rows_per_chunk(k, M, std::max({H, d, O}));
+  at::Tensor xn_buf = at::empty({R, d}, g_opts), h_buf = at::empty({R, H}, g_opts);
+  at::Tensor a_buf = at::empty({R, H}, g_opts), ga_buf = at::empty({R, H}, g_opts);
+  for (int64_t r0 = 0; r0 < M; r0 += R) {
+    const int64_t r = std::min(R, M - r0);
+    at::Tensor xn = xn_buf.narrow(0, 0, r), h = h_buf.narrow(0, 0, r);
+    at::Tensor a = a_buf.narrow(0, 0, r), ga = ga_buf.narrow(0, 0, r);
+    // recompute the chunk's activations
+    k.bn_apply(x.narrow(0, r0, r), scale, shift, xn);
+    linear_out(h, b1g, xn, w1t);
+    k.gelu(h, a);
+    at::Tensor gc = g.narrow(0, r0, r);
+    if (G != C) gc = gc.to(G);
+    // second linear, GELU, first linear
+    accumulate_mm(gw2, gc.t(), a);
+    at::mm_out(ga, gc, w2g);
+    k.gelu_backward(ga, h);
+    accumulate_mm(gw1, ga.t(), xn);
+    gb1.add_(at::sum(ga, {0}, false, A));
+    at::Tensor gxn_c = gxn.narrow(0, r0, r);
+    if (G == A)
+      at::mm_out(gxn_c, ga, w1g);
+    else
+      gxn_c.copy_(at::mm(ga, w1g));
+  }
+  at::Tensor dgamma = at::empty({d}, acc_opts), dbeta = at::empty({d}, acc_opts);
+  k.bn_backward_reduce(gxn, x, mean, rstd, dgamma, dbeta);
+  at::Tensor k_mean, k_xhat;
+  if (training) {  // the batch statistics depend on x: their part of the gradient
+    k_mean = dbeta / double(M);
+    k_xhat = dgamma / double(M);
+  } else {
+    k_mean = at::zeros({d}, acc_opts);
+    k_xhat = at::zeros({d}, acc_opts);
+  }
+  at::Tensor dx = new_output(x.sizes(), x.options());
+  k.bn_backward_apply(gxn, x, mean, rstd, scale, k_mean, k_xhat, dx);
+
+  at::Tensor gb1_out = b1.has_value() ? gb1.to(b1->scalar_type()) : at::empty({0}, w1.options());
+  at::Tensor gb2_out = b2.has_value() ? at::sum(g, {0}, false, A).to(b2->scalar_type()) : at::empty({0}, w1.options());
+  return {dx, dgamma.to(bn_weight.scalar_type()), dbeta.to(bn_bias.scalar_type()), gw1.to(C), gb1_out,
+          gw2.to(C), gb2_out};
+}
+
+// ------------------------------------------------------------------------------------------------
+// CPU kernels
+
+namespace {
+
+constexpr int64_t kRowBlock = 64;  // rows per partial sum of the column reductions
+
+// Element conversions: 16-bit values go through float (their only arithmetic type).
+template <typename T>
+inline double to_d(T v) {
+  return static_cast<double>(static_cast<float>(v));
+}
+inline double to_d(double v) { return v; }
+
+template <typename T>
+inline float to_f(T v) {
+  return static_cast<float>(v);
+}
+
+template <typename acc_t, typename T>
+inline acc_t to_acc(T v) {
+  if constexpr (std::is_same_v<T, double>)
+    return static_cast<acc_t>(v);
+  else
+    return static_cast<acc_t>(static_cast<float>(v));
+}
+
+// Column sums of f(row, c) over fixed row blocks, in float64, added in block order (deterministic).
+// f writes into a row of `cols` doubles: f(r, acc) does acc[c] += term(r, c).
+template <typename F>
+std::vector<double> column_sums(int64_t rows, int64_t cols, int width, const F& f) {
+  const int64_t blocks = (rows + kRowBlock - 1) / kRowBlock;
+  std::vector<double> part(blocks * width * cols, 0.0);
+  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      double* acc = part.data() + b * width * cols;
+      const int64_t end = std::min(rows, (b + 1) * kRowBlock);
+      for (int64_t r = b * kRowBlock; r < end; ++r) f(r, acc);
+    }
+  });
+  std::vector<double> total(width * cols, 0.0);
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t j = 0; j < width * cols; ++j) total[j] += part[b * width * cols + j];
+  return total;
+}
+
+void col_stats_cpu(const at::Tensor& x, at::Tensor& mean, at::Tensor& var) {
+  const int64_t M = x.size(0), d = x.size(1);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bn_mlp col_stats", [&] {
+    const scalar_t* px = x.const_data_ptr<scalar_t>();
+    // Two passes (mean, then squared deviations) instead of E[x^2] - E[x]^2, which cancels badly.
+    std::vector<double> s = column_sums(M, d, 1, [&](int64_t r, double* acc) {
+      const scalar_t* row = px + r * d;
+      for (int64_t c = 0; c < d; ++c) acc[c] += to_d(row[c]);
+    });
+    std::vector<double> mu(d);
+    for (int64_t c = 0; c < d; ++c) mu[c] = s[c] / double(M);
+    std::vector<double> q = column_sums(M, d, 1, [&](int64_t r, double* acc) {
+      const scalar_t* row = px + r * d;
+      for (int64_t c = 0; c < d; ++c) {
+        const double e = to_d(row[c]) - mu[c];
+        acc[c] += e * e;
+      }
+    });
+    at::Tensor m64 = at::empty({d}, x.options().dtype(at::kDouble)), v64 = at::empty({d}, m64.options());
+    double* pm = m64.mutable_data_ptr<double>();
+    double* pv = v64.mutable_data_ptr<double>();
+    for (int64_t c = 0; c < d; ++c) {
+      pm[c] = mu[c];
+      pv[c] = q[c] / double(M);
+    }
+    mean.copy_(m64);
+    var.copy_(v64);
+  });
+}
+
+template <typename acc_t, typename x_t, typename y_t>
+void bn_apply_rows(const x_t* x, const acc_t* scale, const acc_t* shift, y_t* y, int64_t rows, int64_t d) {
+  at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / d), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const x_t* xr = x + r * d;
+      y_t* yr = y + r * d;
+      for (int64_t c = 0; c < d; ++c)
+        yr[c] = static_cast<y_t>(bn_apply(to_acc<acc_t>(xr[c]), scale[c], shift[c]));
+    }
+  });
+}
+
+void bn_apply_cpu(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift, at::Tensor& y) {
+  const int64_t rows = x.size(0), d = x.size(1);
+  TORCH_CHECK(x.is_contiguous() && y.is_contiguous(), "bn_mlp bn_apply: non-contiguous buffers");
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bn_mlp bn_apply x", [&] {
+    using x_t = scalar_t;
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, y.scalar_type(), "bn_mlp bn_apply y", [&] {
+      using y_t = scalar_t;
+      if (scale.scalar_type() == at::kDouble)
+        bn_apply_rows<double>(x.const_data_ptr<x_t>(), scale.const_data_ptr<double>(),
+                              shift.const_data_ptr<double>(), y.mutable_data_ptr<y_t>(), rows, d);
+      else
+        bn_apply_rows<float>(x.const_data_ptr<x_t>(), scale.const_data_ptr<float>(), shift.const_data_ptr<float>(),
+                             y.mutable_data_ptr<y_t>(), rows, d);
+    });
+  });
+}
+
+TDS_CLONES void gelu_f32(const float* h, float* a, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) a[i] = gelu(h[i]);
+}
+
+TDS_CLONES void gelu_backward_f32(float* ga, const float* h, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) ga[i] *= gelu_grad(h[i]);
+}
+
+constexpr int64_t kElemGrain = 32768;
+
+void gelu_cpu(const at::Tensor& h, at::Tensor& a) {
+  TORCH_CHECK(h.is_contiguous() && a.is_contiguous(), "bn_mlp gelu: non-contiguous buffers");
+  const int64_t n = h.numel();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, h.scalar_type(), "bn_mlp gelu", [&] {
+    const scalar_t* ph = h.const_data_ptr<scalar_t>();
+    scalar_t* pa = a.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, n, kElemGrain, [&](int64_t i0, int64_t i1) {
+      if constexpr (std::is_same_v<scalar_t, float>) {
+        gelu_f32(ph + i0, pa + i0, i1 - i0);
+      } else if constexpr (std::is_same_v<scalar_t, double>) {
+        for (int64_t i = i0; i < i1; ++i) pa[i] = gelu(ph[i]);
+      } else {
+        for (int64_t i = i0; i < i1; ++i) pa[i] = static_cast<scalar_t>(gelu(to_f(ph[i])));
+      }
+    });
+  });
+}
+
+void gelu_backward_cpu(at::Tensor& ga, const at::Tensor& h) {
+  TORCH_CHECK(h.is_contiguous() && ga.is_contiguous(), "bn_mlp gelu_backward: non-contiguous buffers");
+  const int64_t n = h.numel();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, h.scalar_type(), "bn_mlp gelu_backward", [&] {
+    const scalar_t* ph = h.const_data_ptr<scalar_t>();
+    scalar_t* pg = ga.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, n, kElemGrain, [&](int64_t i0, int64_t i1) {
+      if constexpr (std::is_same_v<scalar_t, float>) {
+        gelu_backward_f32(pg + i0, ph + i0, i1 - i0);
+      } else if constexpr (std::is_same_v<scalar_t, double>) {
+        for (int64_t i = i0; i < i1; ++i) pg[i] *= gelu_grad(ph[i]);
+      } else {
+        for (int64_t i = i0; i < i1; ++i) pg[i] = static_cast<scalar_t>(to_f(pg[i]) * gelu_grad(to_f(ph[i])));
+      }
+    });
+  });
+}
+
+template <typename acc_t>
+void bn_backward_reduce_impl(const at::Tensor& gxn, const at::Tensor& x, const at::Tensor& mean,
+                             const at::Tensor& rstd, at::Tensor& dgamma, at::Tensor& dbeta) {
+  const int64_t M = x.size(0), d = x.size(1);
+  const acc_t* pg = gxn.const_data_ptr<acc_t>();
+  const acc_t* pm = mean.const_data_ptr<acc_t>();
+  const acc_t* ps = rstd.const_data_ptr<acc_t>();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bn_mlp bn_backward_reduce", [&] {
+    const scalar_t* px = x.const_data_ptr<scalar_t>();
+    // acc[0:d] = sum g * xhat, acc[d:2d] = sum g
+    std::vector<double> s = column_sums(M, d, 2, [&](int64_t r, double* acc) {
+      const scalar_t* xr = px + r * d;
+      const acc_t* gr = pg + r * d;
+      for (int64_t c = 0; c < d; ++c) {
+        const double gv = gr[c];
+        acc[c] += gv * (double(to_acc<acc_t>(xr[c]) - pm[c]) * double(ps[c]));
+        acc[d + c] += gv;
+      }
+    });
+    acc_t* og = dgamma.mutable_data_ptr<acc_t>();
+    acc_t* ob = dbeta.mutable_data_ptr<acc_t>();
+    for (int64_t c = 0; c < d; ++c) {
+      og[c] = static_cast<acc_t>(s[c]);
+      ob[c] = static_cast<acc_t>(s[d + c]);
+    }
+  });
+}
+
+void bn_backward_reduce_cpu(const at::Tensor& gxn, const at::Tensor& x, const at::Tensor& mean,
+                            const at::Tensor& rstd, at::Tensor& dgamma, at::Tensor& dbeta) {
+  if (gxn.scalar_type() == at::kDouble)
+    bn_backward_reduce_impl<double>(gxn, x, mean, rstd, dgamma, dbeta);
+  else
+    bn_backward_reduce_impl<float>(gxn, x, mean, rstd, dgamma, dbeta);
+}
+
+template <typename acc_t>
+void bn_backward_apply_impl(const at::Tensor& gxn, const at::Tensor& x, const at::Tensor& mean,
+                            const at::Tensor& rstd, const at::Tensor& k_x, const at::Tensor& k_mean,
+                            const at::Tensor& k_xhat, at::Tensor& dx) {
+  const int64_t M = x.size(0), d = x.size(1);
+  const acc_t* pg = gxn.const_data_ptr<acc_t>();
+  const acc_t* pm = mean.const_data_ptr<acc_t>();
+  const acc_t* ps = rstd.const_data_ptr<acc_t>();
+  const acc_t* kx = k_x.const_data_ptr<acc_t>();
+  const acc_t* km = k_mean.const_data_ptr<acc_t>();
+  const acc_t* kh = k_xhat.const_data_ptr<acc_t>();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bn_mlp bn_backward_apply", [&] {
+    const scalar_t* px = x.const_data_ptr<scalar_t>();
+    scalar_t* pd = dx.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, M, std::max<int64_t>(1, 16384 / d), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const scalar_t* xr = px + r * d;
+        const acc_t* gr = pg + r * d;
+        scalar_t* dr = pd + r * d;
+        for (int64_t c = 0; c < d; ++c) {
+          const acc_t xhat = (to_acc<acc_t>(xr[c]) - pm[c]) * ps[c];
+          dr[c] = static_cast<scalar_t>(bn_grad(gr[c], xhat, kx[c], km[c], kh[c]));
+        }
+      }
+    });
+  });
+}
+
+void bn_backward_apply_cpu(const at::Tensor& gxn, const at::Tensor& x, const at::Tensor& mean,
+                           const at::Tensor& rstd, const at::Tensor& k_x, const at::Tensor& k_mean,
+                           const at::Tensor& k_xhat, at::Tensor& dx) {
+  if (gxn.scalar_type() == at::kDouble)
+    bn_backward_apply_impl<double>(gxn, x, mean, rstd, k_x, k_mean, k_xhat, dx);
+  else
+    bn_backward_apply_impl<float>(gxn, x, mean, rstd, k_x, k_mean, k_xhat, dx);
+}
+
+// About 2 MiB of fp32 hidden activations per chunk: h, gelu(h) and their gradient stay in L2/L3.
+const Kernels kCpuKernels{col_stats_cpu, bn_apply_cpu, gelu_cpu, gelu_backward_cpu, bn_backward_reduce_cpu,
+                          bn_backward_apply_cpu, int64_t(1) << 19, /*gemm_in_acc=*/true};
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& x, const at::Tensor& bn_weight,
+                                                           const at::Tensor& bn_bias, const at::Tensor& running_mean,
+                                                           const at::Tensor& running_var, const at::Tensor& w1,
+                                                           const c10::optional<at::Tensor>& b1, const at::Tensor& w2,
+                                                           const c10::optional<at::Tensor>& b2, bool training,
+                                                           double eps) {
+  return forward(kCpuKernels, x, bn_weight, bn_bias, running_mean, running_var, w1, b1, w2, b2, training, eps);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu(
+    const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& bn_weight, const at::Tensor& bn_bias,
+    const at::Tensor& w1, const c10::optional<at::Tensor>& b1, const at::Tensor& w2,
+    const c10::optional<at::Tensor>& b2, const at::Tensor& mean, const at::Tensor& var, bool training, double eps) {
+  return backward(kCpuKernels, grad_out, x, bn_weight, bn_bias, w1, b1, w2, b2, mean, var, training, eps);
+}
+
+}  // namespace
+}  // namespace bn_mlp
+}  // namespace tds
+
+TORCH_LIBRARY_IMPL(tds, CPU, m) {
+  m.impl("bn_mlp_forward", &tds::bn_mlp::forward_cpu);
+  m.impl("bn_mlp_backward", &tds::bn_mlp::backward_cpu);
+}

@@ -1,0 +1,530 @@
+// The fused TD-Adapter (SPEC §4 op 2): the host orchestration shared with CUDA (common/td_adapter_host.h)
+// and the CPU kernels of tds::td_adapter_forward / tds::td_adapter_backward.
+//
+// Layout: u (B, T, N, d) contiguous (a copy is made otherwise), frames on dim 1, channels last; as a
+// matrix it is (M = B*T*N, d) with rows ordered (B, T, N), so a frame step is N rows.
+//
+// Plan (h = d/r is tiny: 20 or 32):
+//   forward  1. b = u w_down^T                         MKL, (M, h)
+//            2. BN1 batch stats of b                   two-pass, float64 sums            (training)
+//            3. m = v - maxpool_t(v), v = (b-mu1)s1    narrow kernel
+//            4. y0c = mix(m) - mean_tokens(mix(m))     narrow kernel; BN2's batch stats follow from the
+//               mean and the h x h covariance of y0 (z = y0 w_up^T is linear): no pass over a d-wide z
+//            5. y = y0c (s2 w_up)^T + beta2           MKL, BN2 folded into the expand
+//            6. out = u + u (sigmoid(y) - 0.5)        d-wide elementwise
+//   backward recomputes 1-5 (only u, the weights and the per-channel statistics are saved), then
+//            dy and du from the gate, BN2 backward written with narrow algebra (dgamma2, dW_up and
+//            d y0 from dy^T y0c, dy w_up and the covariance: dz is never formed), mix and
+//            max-difference backward (argmax recomputed, first max wins as max_pool), BN1 backward,
+//            dW_down = db^T u and du += db w_down (MKL).
+// Statistics accumulate in float64 over fixed-size row chunks (deterministic for any thread count).
+#include <ATen/Dispatch.h>
+#include <ATen/Functions.h>
+#include <ATen/Parallel.h>
+#include <ATen/TensorOperators.h>
+#include <ATen/core/Tensor.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+
+#include "common/alloc.h"
+#include "common/td_adapter_host.h"
+#include "common/td_adapter_math.h"
+
+namespace tds {
+namespace td_adapter {
+
+// ================================= host orchestration (CPU and CUDA) =================================
+namespace {
+
+void check_vec(const at::Tensor& t, const char* name, int64_t n, const at::Tensor& u) {
+  TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == n, "tds::td_adapter: ", name, " must have shape (", n,
+                    "), got ", t.sizes());
+  TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), "tds::td_adapter: ", name,
+                   " must be a floating tensor, got ", t.scalar_type());
+  TORCH_CHECK_VALUE(t.device() == u.device(), "tds::td_adapter: ", name, " is on ", t.device(),
+                    " but u is on ", u.device());
+}
+
+// Shapes, dtypes and devices of the schema's tensors; returns (h, d).
+std::pair<int64_t, int64_t> check_inputs(const at::Tensor& u, const at::Tensor& w_down, const at::Tensor& w_up,
+                                         const at::Tensor& gamma1, const at::Tensor& beta1,
+                                         const at::Tensor& gamma2, const at::Tensor& beta2,
+                                         const at::Tensor& mean1, const at::Tensor& var1, const at::Tensor& mean2,
+                                         const at::Tensor& var2, double eps, int64_t kernel_size, bool training) {
+  TORCH_CHECK_VALUE(u.dim() == 4, "tds::td_adapter: u must be (B, T, N, d), got ", u.dim(), " dims");
+  const auto st = u.scalar_type();
+  TORCH_CHECK_TYPE(st == at::kFloat || st == at::kDouble || st == at::kHalf || st == at::kBFloat16,
+                   "tds::td_adapter: u must be float32, float64, float16 or bfloat16, got ", st);
+  for (int i = 0; i < 4; ++i)
+    TORCH_CHECK_VALUE(u.size(i) > 0, "tds::td_adapter: u has a zero-size dimension: ", u.sizes());
+  const int64_t d = u.size(3);
+  TORCH_CHECK_VALUE(w_down.dim() == 2 && w_down.size(1) == d && w_down.size(0) > 0,
+                    "tds::td_adapter: w_down must be (h, d) with d = ", d, ", got ", w_down.sizes());
+  const int64_t h = w_down.size(0);
+  TORCH_CHECK_VALUE(w_up.dim() == 2 && w_up.size(0) == d && w_up.size(1) == h,
+                    "tds::td_adapter: w_up must be (d, h) = (", d, ", ", h, "), got ", w_up.sizes());
+  for (const at::Tensor* w : {&w_down, &w_up}) {
+    TORCH_CHECK_TYPE(at::isFloatingType(w->scalar_type()), "tds::td_adapter: weights must be floating, got ",
+                     w->scalar_type());
+    TORCH_CHECK_VALUE(w->device() == u.device(), "tds::td_adapter: weights are on ", w->device(),
+                      " but u is on ", u.device());
+  }
+  check_vec(gamma1, "gamma1", h, u);
+  check_vec(beta1, "beta1", h, u);
+  check_vec(mean1, "mean1 / running_mean1", h, u);
+  check_vec(var1, "var1 / running_var1", h, u);
+  check_vec(gamma2, "gamma2", d, u);
+  check_vec(beta2, "beta2", d, u);
+  check_vec(mean2, "mean2 / running_mean2", d, u);
+  check_vec(var2, "var2 / running_var2", d, u);
+  TORCH_CHECK_VALUE(kernel_size > 0 && kernel_size % 2 == 1,
+                    "tds::td_adapter: kernel_size must be odd and positive, got ", kernel_size);
+  TORCH_CHECK_VALUE(eps >= 0, "tds::td_adapter: eps must be >= 0, got ", eps);
+  TORCH_CHECK_VALUE(!training || u.numel() / d > 1,
+                    "tds::td_adapter: training-mode BatchNorm needs more than one token per channel, got u ",
+                    u.sizes());
+  TORCH_CHECK_VALUE(u.size(1) < (int64_t(1) << 30), "tds::td_adapter: too many frames");
+  return {h, d};
+}
+
+at::ScalarType acc_type(const at::Tensor& u) { return u.scalar_type() == at::kDouble ? at::kDouble : at::kFloat; }
+
+// What forward and backward both compute: the narrow tensors and the folded expand.
+struct Narrow {
+  at::Tensor u2;       // (M, d) u, contiguous, input dtype
+  at::Tensor uf;       // (M, d) u in acc (u2 itself when it already is)
+  at::Tensor Wd, Wu;   // (h, d), (d, h) in acc
+  at::Tensor b;        // (M, h) acc: u w_down^T
+  at::Tensor mean1, var1, invstd1, scale1;  // (h,) acc, acc, double, acc
+  at::Tensor y0c;      // (M, h) acc: mix(m) - center2
+  at::Tensor ybar;     // (h,) double: token mean of mix(m) (training)
+  at::Tensor S;        // (h, h) double: y0c^T y0c (training)
+  at::Tensor mean2, var2;  // (d,) double
+  at::Tensor invstd2, scale2;  // (d,) double
+  at::Tensor Wp;       // (d, h) acc: scale2 * w_up
+  at::Tensor bias;     // (d,) acc: BN2 shift after folding
+};
+
+// stats1/stats2: the BN statistics to normalise with (undefined: compute the batch statistics).
+Narrow recompute(const Kernels& k, const at::Tensor& u, const at::Tensor& w_down, const at::Tensor& w_up,
+                 const at::Tensor& gamma1, const at::Tensor& gamma2, const at::Tensor& beta2,
+                 const at::Tensor& mean1_in, const at::Tensor& var1_in, const at::Tensor& mean2_in,
+                 const at::Tensor& var2_in, bool batch_stats1, bool batch_stats2, bool training, double eps,
+                 int64_t kernel_size, bool mix) {
+  Narrow n;
+  const auto acc = acc_type(u);
+  const int64_t B = u.size(0), T = u.size(1), N = u.size(2), d = u.size(3), h = w_down.size(0);
+  const int64_t M = B * T * N;
+  n.u2 = u.contiguous().view({M, d});
+  n.uf = n.u2.scalar_type() == acc ? n.u2 : n.u2.to(acc);
+  n.Wd = w_down.to(acc).contiguous();
+  n.Wu = w_up.to(acc).contiguous();
+
+  n.b = at::mm(n.uf, n.Wd.t());
+  if (batch_stats1) {
+    n.mean1 = (k.col_sum(n.b, {}, {}, kSum) / double(M)).to(acc);
+    n.var1 = (k.col_sum(n.b, {}, n.mean1, kCentredSquares) / double(M)).to(acc);
+  } else {
+    n.mean1 = mean1_in.to(acc);
+    n.var1 = var1_in.to(acc);
+  }
+  n.invstd1 = (n.var1.to(at::kDouble) + eps).rsqrt();
+  n.scale1 = (gamma1.to(at::kDouble) * n.invstd1).to(acc);
+
+  at::Tensor m = at::empty({M, h}, n.b.options());
+  k.maxdiff_forward(n.b, n.mean1, n.scale1, m, B, T, N, kernel_size);
+
+  at::Tensor center2;
+  if (training) {
+    // token mean of mix(m) = mix of the token mean of m (mix is linear)
+    const at::Tensor mbar = k.col_sum(m, {}, {}, kSum) / double(M);
+    n.ybar = mix ? 0.5 * mbar + 0.5 * mbar.mean() : mbar;
+    center2 = n.ybar.to(acc);
+  } else {
+    center2 = at::zeros({h}, n.b.options());
+  }
+  k.mix_rows(m, center2, m, mix);  // in place: m becomes y0c
+  n.y0c = m;
+
+  const at::Tensor Wud = n.Wu.to(at::kDouble);
+  if (training) {
+    const at::Tensor y0d = n.y0c.to(at::kDouble);
+    n.S = at::mm(y0d.t(), y0d);
+  }
+  if (batch_stats2) {
+    // z = y0 w_up^T: mean(z) = ybar w_up^T, var(z)_c = w_c^T Cov(y0) w_c, Cov(y0) = S / M.
+    n.mean2 = at::mv(Wud, n.ybar);
+    n.var2 = (at::mm(Wud, n.S) * Wud).sum(1) / double(M);
+  } else {
+    n.mean2 = mean2_in.to(at::kDouble);
+    n.var2 = var2_in.to(at::kDouble);
+  }
+  n.invstd2 = (n.var2 + eps).rsqrt();
+  n.scale2 = gamma2.to(at::kDouble) * n.invstd2;
+  n.Wp = (Wud * n.scale2.unsqueeze(1)).to(acc);
+  // training: z - mean2 = y0c w_up^T exactly, so only beta2 remains; eval: the running mean is folded.
+  n.bias = (training ? beta2.to(at::kDouble) : beta2.to(at::kDouble) - n.scale2 * n.mean2).to(acc);
+  return n;
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward(
+    const Kernels& k, const at::Tensor& u, const at::Tensor& w_down, const at::Tensor& w_up,
+    const at::Tensor& gamma1, const at::Tensor& beta1, const at::Tensor& gamma2, const at::Tensor& beta2,
+    const at::Tensor& running_mean1, const at::Tensor& running_var1, const at::Tensor& running_mean2,
+    const at::Tensor& running_var2, bool training, double eps, int64_t kernel_size, bool mix, bool gated) {
+  check_inputs(u, w_down, w_up, gamma1, beta1, gamma2, beta2, running_mean1, running_var1, running_mean2,
+               running_var2, eps, kernel_size, training);
+  const auto acc = acc_type(u);
+  Narrow n = recompute(k, u, w_down, w_up, gamma1, gamma2, beta2, running_mean1, running_var1, running_mean2,
+                       running_var2, training, training, training, eps, kernel_size, mix);
+  const at::Tensor y = at::addmm(n.bias, n.y0c, n.Wp.t());  // (M, d) = BN2(z)
+  at::Tensor out = new_output(u.sizes(), u.options().memory_format(at::MemoryFormat::Contiguous));
+  at::Tensor out2 = out.view({-1, u.size(3)});
+  k.gate_forward(n.u2, y, out2, gated);
+  // fresh tensors (the op's outputs never alias its inputs): clone in eval, where they are the running stats
+  auto stat = [&](const at::Tensor& t) { return t.to(acc).clone(); };
+  return {out, stat(n.mean1), stat(n.var1), stat(n.mean2), stat(n.var2)};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
+    const Kernels& k, const at::Tensor& grad_out, const at::Tensor& u, const at::Tensor& w_down,
+    const at::Tensor& w_up, const at::Tensor& gamma1, const at::Tensor& beta1, const at::Tensor& gamma2,
+    const at::Tensor& beta2, const at::Tensor& mean1, const at::Tensor& var1, const at::Tensor& mean2,
+    const at::Tensor& var2, bool training, double eps, int64_t kernel_size, bool mix, bool gated) {
+  check_inputs(u, w_down, w_up, gamma1, beta1, gamma2, beta2, mean1, var1, mean2, var2, eps, kernel_size, false);
+  TORCH_CHECK_VALUE(grad_out.sizes() == u.sizes(), "tds::td_adapter_backward: grad_out shape ", grad_out.sizes(),
+                    " != u shape ", u.sizes());
+  TORCH_CHECK_VALUE(grad_out.device() == u.device(), "tds::td_adapter_backward: grad_out is on ",
+                    grad_out.device(), " but u is on ", u.device());
+  const auto acc = acc_type(u);
+  const int64_t d = u.size(3), h = w_down.size(0);
+  const int64_t M = u.numel() / d;
+  // The saved statistics are used as they are: BN2's mean is only needed in eval (training recomputes
+  // the exact token mean of y0 to centre it, as forward did).
+  Narrow n = recompute(k, u, w_down, w_up, gamma1, gamma2, beta2, mean1, var1, mean2, var2, false, false,
+                       training, eps, kernel_size, mix);
+  at::Tensor dy = at::addmm(n.bias, n.y0c, n.Wp.t());  // y, overwritten with dy by the gate kernel
+  const bool du_is_output = u.scalar_type() == acc;
+  at::Tensor du = du_is_output ? new_output({M, d}, dy.options()) : at::empty({M, d}, dy.options());
+  const at::Tensor g2 = grad_out.to(u.scalar_type()).contiguous().view({M, d});
+  k.gate_backward(g2, n.u2, dy, du, gated);
+
+  // ---- BN2 + expand backward in narrow terms (dz = s2 (dy - mean(dy) - zhat mean(dy zhat)) never formed)
+  const at::Tensor Sdy = k.col_sum(dy, {}, {}, kSum);          // (d,) double = dbeta2
+  const at::Tensor G = at::mm(dy.t(), n.y0c).to(at::kDouble);  // (d, h) = dy^T y0c
+  const at::Tensor Wud = n.Wu.to(at::kDouble);
+  const at::Tensor rowGW = (G * Wud).sum(1);                   // sum_t dy_tc (y0c_t . w_c)
+  at::Tensor dgamma2, dWu;
+  at::Tensor dy0 = at::mm(dy, n.Wp);                           // (M, h) = (s2 dy) w_up
+  if (training) {
+    dgamma2 = n.invstd2 * rowGW;                               // sum dy zhat, zhat = (y0c w_c) invstd2
+    const at::Tensor kz = dgamma2 * n.invstd2 / double(M);
+    dWu = n.scale2.unsqueeze(1) * (G - kz.unsqueeze(1) * at::mm(Wud, n.S));
+    const at::Tensor r = at::mv(Wud.t(), n.scale2 * Sdy / double(M));        // mean(dy) term, (h,)
+    const at::Tensor Q = at::mm(Wud.t(), Wud * (n.scale2 * kz).unsqueeze(1));  // zhat term, (h, h)
+    dy0.addmm_(n.y0c, Q.to(acc), 1, -1);
+    dy0.sub_(r.to(acc));
+  } else {
+    dgamma2 = n.invstd2 * (rowGW - n.mean2 * Sdy);             // zhat = (y0 w_c - running_mean) invstd2
+    dWu = n.scale2.unsqueeze(1) * G;
+  }
+
+  // ---- mix (its own transpose), max-difference and BN1 backward on the narrow tensors
+  k.mix_rows(dy0, at::zeros({h}, dy0.options()), dy0, mix);  // dy0 -> dm in place
+  at::Tensor dv = at::empty({M, h}, dy0.options());
+  k.maxdiff_backward(n.b, n.mean1, n.scale1, dy0, dv, u.size(0), u.size(1), u.size(2), kernel_size);
+  const at::Tensor dbeta1 = k.col_sum(dv, {}, {}, kSum);
+  const at::Tensor dgamma1 = k.col_sum(dv, n.b, n.mean1, kCross) * n.invstd1;  // sum dv xhat
+  at::Tensor k_mean, k_xhat;
+  if (training) {
+    k_mean = (dbeta1 / double(M)).to(acc);
+    k_xhat = (dgamma1 / double(M)).to(acc);
+  } else {
+    k_mean = at::zeros({h}, dy0.options());
+    k_xhat = k_mean;
+  }
+  at::Tensor db = dv;  // in place: each element reads only its own dv
+  k.bn1_backward(dv, n.b, n.mean1, n.invstd1.to(acc), n.scale1, k_mean, k_xhat, db);
+
+  // ---- reduce backward
+  const at::Tensor dWd = at::mm(db.t(), n.uf);  // (h, d)
+  du.addmm_(db, n.Wd);
+  at::Tensor grad_u = du.view(u.sizes());
+  if (!du_is_output) {  // fp16/bf16 input: du was accumulated in fp32
+    grad_u = new_output(u.sizes(), u.options().memory_format(at::MemoryFormat::Contiguous));
+    grad_u.copy_(du.view(u.sizes()));
+  }
+  return {grad_u, dWd.to(w_down.scalar_type()), dWu.to(w_up.scalar_type()), dgamma1.to(gamma1.scalar_type()),
+          dbeta1.to(beta1.scalar_type()), dgamma2.to(gamma2.scalar_type()), Sdy.to(beta2.scalar_type())};
+}
+
+// ========================================== CPU kernels ==========================================
+namespace {
+
+// Row chunks of about this many values: the unit of parallel work and of the partial statistics.
+constexpr int64_t kChunkValues = 16384;
+
+int64_t rows_per_chunk(int64_t C) { return std::max<int64_t>(1, kChunkValues / std::max<int64_t>(C, 1)); }
+
+template <typename acc_t, int mode>
+void col_sum_kernel(const acc_t* x, const acc_t* y, const acc_t* center, double* partial, int64_t M, int64_t C) {
+  const int64_t rows = rows_per_chunk(C);
+  const int64_t chunks = (M + rows - 1) / rows;
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<double> cen(C, 0.0);
+    if (mode != kSum)
+      for (int64_t c = 0; c < C; ++c) cen[c] = double(center[c]);
+    for (int64_t ch = begin; ch < end; ++ch) {
+      double* acc = partial + ch * C;
+      for (int64_t c = 0; c < C; ++c) acc[c] = 0.0;
+      const int64_t r1 = std::min(M, (ch + 1) * rows);
+      for (int64_t r = ch * rows; r < r1; ++r) {
+        const acc_t* xr = x + r * C;
+        const acc_t* yr = mode == kCross ? y + r * C : xr;
+        for (int64_t c = 0; c < C; ++c) acc[c] += col_term(mode, double(xr[c]), double(yr[c]), cen[c]);
+      }
+    }
+  });
+}
+
+at::Tensor col_sum_cpu(const at::Tensor& x, const at::Tensor& y, const at::Tensor& center, int mode) {
+  const int64_t M = x.size(0), C = x.size(1);
+  const int64_t chunks = (M + rows_per_chunk(C) - 1) / rows_per_chunk(C);
+  at::Tensor partial = at::empty({chunks, C}, x.options().dtype(at::kDouble));
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "td_adapter col_sum", [&] {
+    const scalar_t* yp = mode == kCross ? y.const_data_ptr<scalar_t>() : nullptr;
+    const scalar_t* cp = mode != kSum ? center.const_data_ptr<scalar_t>() : nullptr;
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    double* pp = partial.mutable_data_ptr<double>();
+    if (mode == kSum) col_sum_kernel<scalar_t, kSum>(xp, yp, cp, pp, M, C);
+    else if (mode == kCentredSquares) col_sum_kernel<scalar_t, kCentredSquares>(xp, yp, cp, pp, M, C);
+    else col_sum_kernel<scalar_t, kCross>(xp, yp, cp, pp, M, C);
+  });
+  return partial.sum(0);
+}
+
+// The max-difference works on units of (clip, block of tokens): for a fixed frame a unit's tokens are
+// one contiguous run of nt*h values and frames are N*h apart, so the unit's T runs stay in cache while
+// its windows are scanned and the inner loops run over the contiguous run (vectorised).
+struct Units {
+  int64_t nt_max, blocks;
+  Units(int64_t N, int64_t h) {
+    nt_max = std::max<int64_t>(1, std::min<int64_t>(N, 1024 / std::max<int64_t>(h, 1)));
+    blocks = (N + nt_max - 1) / nt_max;
+  }
+};
+
+template <typename acc_t>
+void maxdiff_forward_kernel(const acc_t* b, const acc_t* center, const acc_t* scale, acc_t* m, int64_t B,
+                            int64_t T, int64_t N, int64_t h, int half) {
+  const Units un(N, h);
+  const int64_t stride = N * h;
+  at::parallel_for(0, B * un.blocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> best(un.nt_max * h);
+    for (int64_t unit = begin; unit < end; ++unit) {
+      const int64_t bb = unit / un.blocks, n0 = (unit % un.blocks) * un.nt_max;
+      const int64_t nt = std::min(un.nt_max, N - n0);
+      const int64_t off = bb * T * stride + n0 * h;
+      for (int64_t t = 0; t < T; ++t) {
+        const int lo = window_lo(int(t), half), hi = window_hi(int(t), half, int(T));
+        for (int s = lo; s <= hi; ++s) {
+          const acc_t* r = b + off + s * stride;
+          for (int64_t j = 0; j < nt; ++j) {
+            acc_t* bj = best.data() + j * h;
+            const acc_t* rj = r + j * h;
+            for (int64_t c = 0; c < h; ++c) {
+              const acc_t v = bn_key(rj[c], center[c], scale[c]);
+              bj[c] = (s == lo || beats(v, bj[c])) ? v : bj[c];
+            }
+          }
+        }
+        const acc_t* r = b + off + t * stride;
+        acc_t* mt = m + off + t * stride;
+        for (int64_t j = 0; j < nt; ++j)
+          for (int64_t c = 0; c < h; ++c)
+            mt[j * h + c] = bn_key(r[j * h + c], center[c], scale[c]) - best[j * h + c];
+      }
+    }
+  });
+}
+
+template <typename acc_t>
+void maxdiff_backward_kernel(const acc_t* b, const acc_t* center, const acc_t* scale, const acc_t* dm, acc_t* dv,
+                             int64_t B, int64_t T, int64_t N, int64_t h, int half) {
+  const Units un(N, h);
+  const int64_t stride = N * h;
+  at::parallel_for(0, B * un.blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t unit = begin; unit < end; ++unit) {
+      const int64_t bb = unit / un.blocks, n0 = (unit % un.blocks) * un.nt_max;
+      const int64_t nt = std::min(un.nt_max, N - n0), L = nt * h;
+      const int64_t off = bb * T * stride + n0 * h;
+      for (int64_t t = 0; t < T; ++t)
+        std::copy(dm + off + t * stride, dm + off + t * stride + L, dv + off + t * stride);
+      // m[t] = v[t] - v[argmax of window t]: the window's gradient dm[t] leaves through its argmax.
+      for (int t = 0; t < int(T); ++t) {
+        const int lo = window_lo(t, half), hi = window_hi(t, half, int(T));
+        const acc_t* dmt = dm + off + t * stride;
+        for (int64_t j = 0; j < nt; ++j)
+          for (int64_t c = 0; c < h; ++c) {
+            const int64_t e = j * h + c;
+            const int a = window_argmax(b + off + e, stride, lo, hi, center[c], scale[c]);
+            dv[off + a * stride + e] -= dmt[e];
+          }
+      }
+    }
+  });
+}
+
+template <typename acc_t>
+void mix_rows_kernel(const acc_t* x, const acc_t* center, acc_t* out, int64_t M, int64_t h, bool mix) {
+  at::parallel_for(0, M, rows_per_chunk(h), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const acc_t* xr = x + r * h;
+      acc_t* o = out + r * h;
+      acc_t mean = 0;
+      if (mix) {
+        for (int64_t c = 0; c < h; ++c) mean += xr[c];
+        mean /= acc_t(h);
+      }
+      for (int64_t c = 0; c < h; ++c) o[c] = mix_value(xr[c], mean, center[c], mix);
+    }
+  });
+}
+
+template <typename acc_t>
+void bn1_backward_kernel(const acc_t* dv, const acc_t* b, const acc_t* center, const acc_t* invstd,
+                         const acc_t* scale, const acc_t* k_mean, const acc_t* k_xhat, acc_t* db, int64_t M,
+                         int64_t h) {
+  at::parallel_for(0, M, rows_per_chunk(h), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r)
+      for (int64_t c = 0; c < h; ++c) {
+        const int64_t e = r * h + c;
+        db[e] = bn1_backward(dv[e], b[e], center[c], invstd[c], scale[c], k_mean[c], k_xhat[c]);
+      }
+  });
+}
+
+// d-wide elementwise loops: flat, contiguous, in chunks of kChunkValues so each thread streams.
+template <typename scalar_t, typename acc_t, bool gated>
+void gate_forward_kernel(const scalar_t* u, const acc_t* y, scalar_t* out, int64_t n) {
+  at::parallel_for(0, n, kChunkValues, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      out[i] = static_cast<scalar_t>(gate_forward(static_cast<acc_t>(u[i]), y[i], gated));
+  });
+}
+
+template <typename scalar_t, typename acc_t, bool gated>
+void gate_backward_kernel(const scalar_t* g, const scalar_t* u, acc_t* y_dy, acc_t* du, int64_t n) {
+  at::parallel_for(0, n, kChunkValues, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      acc_t a, b;
+      gate_backward(static_cast<acc_t>(g[i]), static_cast<acc_t>(u[i]), y_dy[i], gated, &a, &b);
+      du[i] = a;
+      y_dy[i] = b;
+    }
+  });
+}
+
+int half_of(int64_t kernel_size, int64_t T) { return int(std::min<int64_t>(kernel_size / 2, T)); }
+
+void maxdiff_forward_cpu(const at::Tensor& b, const at::Tensor& center, const at::Tensor& scale, at::Tensor& m,
+                         int64_t B, int64_t T, int64_t N, int64_t kernel_size) {
+  AT_DISPATCH_FLOATING_TYPES(b.scalar_type(), "td_adapter maxdiff_forward", [&] {
+    maxdiff_forward_kernel<scalar_t>(b.const_data_ptr<scalar_t>(), center.const_data_ptr<scalar_t>(),
+                                     scale.const_data_ptr<scalar_t>(), m.mutable_data_ptr<scalar_t>(), B, T, N,
+                                     b.size(1), half_of(kernel_size, T));
+  });
+}
+
+void maxdiff_backward_cpu(const at::Tensor& b, const at::Tensor& center, const at::Tensor& scale,
+                          const at::Tensor& dm, at::Tensor& dv, int64_t B, int64_t T, int64_t N,
+                          int64_t kernel_size) {
+  AT_DISPATCH_FLOATING_TYPES(b.scalar_type(), "td_adapter maxdiff_backward", [&] {
+    maxdiff_backward_kernel<scalar_t>(b.const_data_ptr<scalar_t>(), center.const_data_ptr<scalar_t>(),
+                                      scale.const_data_ptr<scalar_t>(), dm.const_data_ptr<scalar_t>(),
+                                      dv.mutable_data_ptr<scalar_t>(), B, T, N, b.size(1),
+                                      half_of(kernel_size, T));
+  });
+}
+
+void mix_rows_cpu(const at::Tensor& x, const at::Tensor& center, at::Tensor& out, bool mix) {
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "td_adapter mix_rows", [&] {
+    mix_rows_kernel<scalar_t>(x.const_data_ptr<scalar_t>(), center.const_data_ptr<scalar_t>(),
+                              out.mutable_data_ptr<scalar_t>(), x.size(0), x.size(1), mix);
+  });
+}
+
+void bn1_backward_cpu(const at::Tensor& dv, const at::Tensor& b, const at::Tensor& center,
+                      const at::Tensor& invstd, const at::Tensor& scale, const at::Tensor& k_mean,
+                      const at::Tensor& k_xhat, at::Tensor& db) {
+  AT_DISPATCH_FLOATING_TYPES(dv.scalar_type(), "td_adapter bn1_backward", [&] {
+    bn1_backward_kernel<scalar_t>(dv.const_data_ptr<scalar_t>(), b.const_data_ptr<scalar_t>(),
+                                  center.const_data_ptr<scalar_t>(), invstd.const_data_ptr<scalar_t>(),
+                                  scale.const_data_ptr<scalar_t>(), k_mean.const_data_ptr<scalar_t>(),
+                                  k_xhat.const_data_ptr<scalar_t>(), db.mutable_data_ptr<scalar_t>(), dv.size(0),
+                                  dv.size(1));
+  });
+}
+
+template <typename scalar_t>
+using acc_of = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+
+void gate_forward_cpu(const at::Tensor& u, const at::Tensor& y, at::Tensor& out, bool gated) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, u.scalar_type(), "td_adapter gate_forward", [&] {
+    using acc_t = acc_of<scalar_t>;
+    const scalar_t* up = u.const_data_ptr<scalar_t>();
+    const acc_t* yp = y.const_data_ptr<acc_t>();
+    scalar_t* op = out.mutable_data_ptr<scalar_t>();
+    if (gated) gate_forward_kernel<scalar_t, acc_t, true>(up, yp, op, u.numel());
+    else gate_forward_kernel<scalar_t, acc_t, false>(up, yp, op, u.numel());
+  });
+}
+
+void gate_backward_cpu(const at::Tensor& g, const at::Tensor& u, at::Tensor& y_dy, at::Tensor& du, bool gated) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, u.scalar_type(), "td_adapter gate_backward", [&] {
+    using acc_t = acc_of<scalar_t>;
+    const scalar_t* gp = g.const_data_ptr<scalar_t>();
+    const scalar_t* up = u.const_data_ptr<scalar_t>();
+    acc_t* yp = y_dy.mutable_data_ptr<acc_t>();
+    acc_t* dp = du.mutable_data_ptr<acc_t>();
+    if (gated) gate_backward_kernel<scalar_t, acc_t, true>(gp, up, yp, dp, u.numel());
+    else gate_backward_kernel<scalar_t, acc_t, false>(gp, up, yp, dp, u.numel());
+  });
+}
+
+const Kernels kCpuKernels{&col_sum_cpu,  &maxdiff_forward_cpu, &maxdiff_backward_cpu, &mix_rows_cpu,
+                          &gate_forward_cpu, &gate_backward_cpu, &bn1_backward_cpu};
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward_cpu(
+    const at::Tensor& u, const at::Tensor& w_down, const at::Tensor& w_up, const at::Tensor& gamma1,
+    const at::Tensor& beta1, const at::Tensor& gamma2, const at::Tensor& beta2, const at::Tensor& running_mean1,
+    const at::Tensor& running_var1, const at::Tensor& running_mean2, const at::Tensor& running_var2,
+    bool training, double eps, int64_t kernel_size, bool mix, bool gated) {
+  return forward(kCpuKernels, u, w_down, w_up, gamma1, beta1, gamma2, beta2, running_mean1, running_var1,
+                 running_mean2, running_var2, training, eps, kernel_size, mix, gated);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu(
+    const at::Tensor& grad_out, const at::Tensor& u, const at::Tensor& w_down, const at::Tensor& w_up,
+    const at::Tensor& gamma1, const at::Tensor& beta1, const at::Tensor& gamma2, const at::Tensor& beta2,
+    const at::Tensor& mean1, const at::Tensor& var1, const at::Tensor& mean2, const at::Tensor& var2,
+    bool training, double eps, int64_t kernel_size, bool mix, bool gated) {
+  return backward(kCpuKernels, grad_out, u, w_down, w_up, gamma1, beta1, gamma2, beta2, mean1, var1, mean2, var2,
+                  training, eps, kernel_size, mix, gated);
+}
+
+}  // namespace
+}  // namespace td_adapter
+}  // namespace tds
+
+TORCH_LIBRARY_IMPL(tds, CPU, m) {
+  m.impl("td_adapter_forward", &tds::td_adapter::forward_cpu);
+  m.impl("td_adapter_backward", &tds::td_adapter::backward_cpu);
+}

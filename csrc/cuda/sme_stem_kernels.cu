@@ -1,0 +1,354 @@
+// CUDA kernels of the fused SME stem. Only CUDA headers and the shared math
+// (common/sme_stem_math.h): the same per-element arithmetic as the CPU kernel. The GEMMs
+// (patches x folded weights, patches^T x dY) run in cuBLAS through ATen in sme_stem.cpp.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "common/sme_stem_math.h"
+#include "cuda/sme_stem_launch.h"
+
+namespace tds {
+namespace sme_stem {
+namespace cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int64_t kMaxGridY = 65535;
+
+// ---- conversions (the extension is built with implicit half conversions disabled) ----
+template <typename acc_t>
+__device__ __forceinline__ acc_t load_as(uint8_t v) { return static_cast<acc_t>(v); }
+template <typename acc_t>
+__device__ __forceinline__ acc_t load_as(float v) { return static_cast<acc_t>(v); }
+template <typename acc_t>
+__device__ __forceinline__ acc_t load_as(double v) { return static_cast<acc_t>(v); }
+template <typename acc_t>
+__device__ __forceinline__ acc_t load_as(__half v) { return static_cast<acc_t>(__half2float(v)); }
+template <typename acc_t>
+__device__ __forceinline__ acc_t load_as(__nv_bfloat16 v) { return static_cast<acc_t>(__bfloat162float(v)); }
+
+template <typename acc_t>
+__device__ __forceinline__ void store_as(float* p, acc_t v) { *p = static_cast<float>(v); }
+template <typename acc_t>
+__device__ __forceinline__ void store_as(double* p, acc_t v) { *p = static_cast<double>(v); }
+template <typename acc_t>
+__device__ __forceinline__ void store_as(__half* p, acc_t v) { *p = __float2half_rn(static_cast<float>(v)); }
+template <typename acc_t>
+__device__ __forceinline__ void store_as(__nv_bfloat16* p, acc_t v) {
+  *p = __float2bfloat16_rn(static_cast<float>(v));
+}
+
+inline unsigned grid_y(int64_t rows) { return static_cast<unsigned>(rows < kMaxGridY ? (rows > 0 ? rows : 1) : kMaxGridY); }
+inline unsigned blocks_for(int64_t n, int threads) {
+  int64_t b = (n + threads - 1) / threads;
+  return static_cast<unsigned>(b < 1 ? 1 : (b > (1 << 20) ? (1 << 20) : b));
+}
+
+// One thread per patch element; consecutive threads take consecutive kx, i.e. consecutive pixels
+// of a frame row (coalesced reads of the uint8 frames, coalesced writes of the patch rows).
+template <typename frame_t, typename acc_t>
+__global__ void gather_kernel(const frame_t* __restrict__ f, Strides6 s, Geom g, int64_t g0, int64_t rows,
+                              acc_t* __restrict__ pr, acc_t* __restrict__ pm) {
+  const int64_t P2 = g.P * g.P, Kr = kRgbChannels * P2, Km = kMotChannels * P2;
+  for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
+    const int64_t j = row % g.w, q = row / g.w, t = q % g.T, grp = g0 + q / g.T;
+    const int64_t b = grp / g.h, i = grp % g.h;
+    const frame_t* clip = f + b * s.b + t * s.t;
+    for (int64_t col = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; col < Kr + Km;
+         col += (int64_t)gridDim.x * blockDim.x) {
+      const bool mot = col >= Kr;
+      const int64_t cc = mot ? col - Kr : col;
+      int64_t ch, ky, kx;
+      split_col(cc, g.P, ch, ky, kx);
+      const int64_t y = src_index(i, ky, g.P, g.ph, g.H), x = src_index(j, kx, g.P, g.pw, g.W);
+      acc_t v = acc_t(0);
+      if (y >= 0 && x >= 0) {
+        const frame_t* px = clip + y * s.y + x * s.x;
+        if (!mot) {
+          v = rgb_value<acc_t>(load_as<acc_t>(px[kCentre * s.k + ch * s.c]));
+        } else {
+          int64_t k, c;
+          motion_channel(ch, k, c);
+          v = motion_value<acc_t>(load_as<acc_t>(px[(k + 1) * s.k + c * s.c]), load_as<acc_t>(px[k * s.k + c * s.c]));
+        }
+      }
+      if (mot) {
+        pm[row * Km + cc] = v;
+      } else {
+        pr[row * Kr + cc] = v;
+      }
+    }
+  }
+}
+
+// One thread per (output position of the chunk, channel): Z = bias map + sum of the valid taps.
+template <typename acc_t, typename out_t>
+__global__ void combine_kernel(bool eval, Geom g, int64_t g0, int64_t rows_out, const acc_t* __restrict__ yr,
+                               const acc_t* __restrict__ ym, const acc_t* __restrict__ bias_map, acc_t* zr, acc_t* zm,
+                               out_t* out, const acc_t* __restrict__ coefs) {
+  const int64_t d = g.d, ld = kTaps * d;
+  for (int64_t row = blockIdx.y; row < rows_out; row += gridDim.y) {
+    const int64_t j = row % g.w, q = row / g.w, t = q % g.T_out, lg = q / g.T_out, grp = g0 + lg;
+    const int64_t b = grp / g.h, i = grp % g.h;
+    const int64_t pos = ((b * g.T_out + t) * g.h + i) * g.w + j;
+    for (int64_t o = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; o < d; o += (int64_t)gridDim.x * blockDim.x) {
+      acc_t a = bias_map != nullptr ? bias_map[((t * g.h + i) * g.w + j) * d + o] : acc_t(0);
+      acc_t m = acc_t(0);
+      for (int64_t kt = 0; kt < kTaps; ++kt) {
+        const int64_t t_in = tap_source(t, kt, g.pt, g.T);
+        if (t_in < 0) continue;
+        const int64_t idx = ((lg * g.T + t_in) * g.w + j) * ld + kt * d + o;
+        a += yr[idx];
+        m += ym[idx];
+      }
+      if (eval) {
+        store_as<acc_t>(out + pos * d + o, fused_output(a, m, coefs[kScaleR * d + o], coefs[kScaleM * d + o],
+                                                        coefs[kOffset * d + o]));
+      } else {
+        zr[pos * d + o] = a;
+        zm[pos * d + o] = m;
+      }
+    }
+  }
+}
+
+// Column sums over positions in double: block (32 channels x 8 row lanes), grid (channel tiles, splits).
+template <typename acc_t>
+__global__ void column_sums_kernel(const acc_t* __restrict__ zr, const acc_t* __restrict__ zm,
+                                   const acc_t* __restrict__ grad, int64_t n_pos, int64_t d, double* partials) {
+  constexpr int kLanes = 8, kMaxStats = kNumBwdStats;
+  __shared__ double red[kLanes][kMaxStats][32];
+  const int64_t o = blockIdx.x * 32 + threadIdx.x;
+  const int64_t n_split = gridDim.y, split = blockIdx.y;
+  const int64_t per = (n_pos + n_split - 1) / n_split, p0 = split * per;
+  const int64_t p1 = p0 + per < n_pos ? p0 + per : n_pos;
+  const int n_stats = grad == nullptr ? kNumFwdStats : kNumBwdStats;
+  double acc[kMaxStats] = {0.0, 0.0, 0.0, 0.0, 0.0};
+  if (o < d) {
+    for (int64_t p = p0 + threadIdx.y; p < p1; p += kLanes) {
+      const double a = static_cast<double>(zr[p * d + o]), m = static_cast<double>(zm[p * d + o]);
+      if (grad == nullptr) {
+        acc[kSumZr] += a;
+        acc[kSumZZr] += a * a;
+        acc[kSumZm] += m;
+        acc[kSumZZm] += m * m;
+      } else {
+        const double gv = static_cast<double>(grad[p * d + o]);
+        acc[kSumG] += gv;
+        acc[kSumGZr] += gv * a;
+        acc[kSumGZm] += gv * m;
+        acc[kSumZrB] += a;
+        acc[kSumZmB] += m;
+      }
+    }
+  }
+  for (int k = 0; k < kMaxStats; ++k) red[threadIdx.y][k][threadIdx.x] = acc[k];
+  __syncthreads();
+  if (threadIdx.y == 0 && o < d) {
+    for (int k = 0; k < n_stats; ++k) {
+      double s = 0.0;
+      for (int l = 0; l < kLanes; ++l) s += red[l][k][threadIdx.x];
+      partials[(split * n_stats + k) * d + o] = s;
+    }
+  }
+}
+
+template <typename acc_t>
+__global__ void forward_finalise_kernel(int64_t d, bool training, double n, double eps, double alpha,
+                                        const double* sums, const acc_t* params, acc_t* stats, acc_t* coefs) {
+  const int64_t o = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (o < d) forward_channel<acc_t>(o, d, training, n, eps, alpha, sums, params, stats, coefs);
+}
+
+template <typename acc_t>
+__global__ void backward_finalise_kernel(int64_t d, bool training, double n, double eps, double alpha,
+                                         const double* sums, const acc_t* params, const acc_t* stats, acc_t* grads,
+                                         acc_t* coefs) {
+  const int64_t o = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (o < d) backward_channel<acc_t>(o, d, training, n, eps, alpha, sums, params, stats, grads, coefs);
+}
+
+template <typename acc_t, typename out_t>
+__global__ void normalise_kernel(const acc_t* __restrict__ zr, const acc_t* __restrict__ zm,
+                                 const acc_t* __restrict__ coefs, out_t* __restrict__ out, int64_t total, int64_t d) {
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t o = e % d;
+    store_as<acc_t>(out + e, fused_output(zr[e], zm[e], coefs[kScaleR * d + o], coefs[kScaleM * d + o],
+                                          coefs[kOffset * d + o]));
+  }
+}
+
+template <typename acc_t>
+__global__ void bn_grad_kernel(acc_t* zr, acc_t* zm, const acc_t* __restrict__ grad, const acc_t* __restrict__ k,
+                               int64_t total, int64_t d) {
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t o = e % d;
+    const acc_t gv = grad[e];
+    zr[e] = bn_grad(gv, zr[e], k[kK1r * d + o], k[kK2r * d + o], k[kK3r * d + o]);
+    zm[e] = bn_grad(gv, zm[e], k[kK1m * d + o], k[kK2m * d + o], k[kK3m * d + o]);
+  }
+}
+
+template <typename acc_t>
+__global__ void shift_grad_kernel(Geom g, int64_t g0, int64_t rows, const acc_t* __restrict__ dz,
+                                  acc_t* __restrict__ dy) {
+  const int64_t d = g.d, ld = kTaps * d;
+  for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
+    const int64_t j = row % g.w, q = row / g.w, t = q % g.T, grp = g0 + q / g.T;
+    const int64_t b = grp / g.h, i = grp % g.h;
+    for (int64_t col = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; col < ld; col += (int64_t)gridDim.x * blockDim.x) {
+      const int64_t kt = col / d, o = col % d;
+      const int64_t t_out = tap_target(t, kt, g.pt, g.T_out);
+      dy[row * ld + col] = t_out < 0 ? acc_t(0) : dz[(((b * g.T_out + t_out) * g.h + i) * g.w + j) * d + o];
+    }
+  }
+}
+
+template <typename F>
+void with_acc(AccType at, F&& f) {
+  if (at == AccType::kF64) {
+    f(static_cast<double*>(nullptr));
+  } else {
+    f(static_cast<float*>(nullptr));
+  }
+}
+
+template <typename F>
+void with_out(OutType ot, F&& f) {
+  switch (ot) {
+    case OutType::kF32: f(static_cast<float*>(nullptr)); break;
+    case OutType::kF64: f(static_cast<double*>(nullptr)); break;
+    case OutType::kF16: f(static_cast<__half*>(nullptr)); break;
+    case OutType::kBF16: f(static_cast<__nv_bfloat16*>(nullptr)); break;
+  }
+}
+
+template <typename F>
+void with_frames(FrameType ft, F&& f) {
+  switch (ft) {
+    case FrameType::kU8: f(static_cast<uint8_t*>(nullptr)); break;
+    case FrameType::kF32: f(static_cast<float*>(nullptr)); break;
+    case FrameType::kF64: f(static_cast<double*>(nullptr)); break;
+    case FrameType::kF16: f(static_cast<__half*>(nullptr)); break;
+    case FrameType::kBF16: f(static_cast<__nv_bfloat16*>(nullptr)); break;
+  }
+}
+
+template <typename T>
+using strip = typename std::remove_pointer<T>::type;
+
+}  // namespace
+
+cudaError_t gather(const void* frames, FrameType ft, Strides6 s, Geom g, int64_t g0, int64_t g1, void* pr, void* pm,
+                   AccType at, cudaStream_t stream) {
+  const int64_t rows = (g1 - g0) * g.T * g.w, cols = (kRgbChannels + kMotChannels) * g.P * g.P;
+  const dim3 grid(blocks_for(cols, kThreads), grid_y(rows));
+  with_acc(at, [&](auto* a) {
+    using acc_t = strip<decltype(a)>;
+    with_frames(ft, [&](auto* fp) {
+      using frame_t = strip<decltype(fp)>;
+      gather_kernel<frame_t, acc_t><<<grid, kThreads, 0, stream>>>(static_cast<const frame_t*>(frames), s, g, g0,
+                                                                   rows, static_cast<acc_t*>(pr),
+                                                                   static_cast<acc_t*>(pm));
+    });
+  });
+  return cudaGetLastError();
+}
+
+cudaError_t combine(bool eval, Geom g, int64_t g0, int64_t g1, const void* yr, const void* ym, const void* bias_map,
+                    void* zr, void* zm, void* out, OutType ot, const void* coefs, AccType at, cudaStream_t stream) {
+  const int64_t rows_out = (g1 - g0) * g.T_out * g.w;
+  const int threads = g.d >= kThreads ? kThreads : static_cast<int>(((g.d + 31) / 32) * 32);
+  const dim3 grid(blocks_for(g.d, threads), grid_y(rows_out));
+  with_acc(at, [&](auto* a) {
+    using acc_t = strip<decltype(a)>;
+    with_out(ot, [&](auto* op) {
+      using out_t = strip<decltype(op)>;
+      combine_kernel<acc_t, out_t><<<grid, threads, 0, stream>>>(
+          eval, g, g0, rows_out, static_cast<const acc_t*>(yr), static_cast<const acc_t*>(ym),
+          static_cast<const acc_t*>(bias_map), static_cast<acc_t*>(zr), static_cast<acc_t*>(zm),
+          static_cast<out_t*>(out), static_cast<const acc_t*>(coefs));
+    });
+  });
+  return cudaGetLastError();
+}
+
+cudaError_t column_sums(const void* zr, const void* zm, const void* grad, int64_t n_pos, int64_t d, double* partials,
+                        int64_t n_split, AccType at, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>((d + 31) / 32), static_cast<unsigned>(n_split)), block(32, 8);
+  with_acc(at, [&](auto* a) {
+    using acc_t = strip<decltype(a)>;
+    column_sums_kernel<acc_t><<<grid, block, 0, stream>>>(static_cast<const acc_t*>(zr), static_cast<const acc_t*>(zm),
+                                                          static_cast<const acc_t*>(grad), n_pos, d, partials);
+  });
+  return cudaGetLastError();
+}
+
+cudaError_t forward_finalise(int64_t d, bool training, double n, double eps, double alpha, const double* sums,
+                             const void* params, void* stats, void* coefs, AccType at, cudaStream_t stream) {
+  with_acc(at, [&](auto* a) {
+    using acc_t = strip<decltype(a)>;
+    forward_finalise_kernel<acc_t><<<blocks_for(d, 128), 128, 0, stream>>>(
+        d, training, n, eps, alpha, sums, static_cast<const acc_t*>(params), static_cast<acc_t*>(stats),
+        static_cast<acc_t*>(coefs));
+  });
+  return cudaGetLastError();
+}
+
+cudaError_t backward_finalise(int64_t d, bool training, double n, double eps, double alpha, const double* sums,
+                              const void* params, const void* stats, void* grads, void* coefs, AccType at,
+                              cudaStream_t stream) {
+  with_acc(at, [&](auto* a) {
+    using acc_t = strip<decltype(a)>;
+    backward_finalise_kernel<acc_t><<<blocks_for(d, 128), 128, 0, stream>>>(
+        d, training, n, eps, alpha, sums, static_cast<const acc_t*>(params), static_cast<const acc_t*>(stats),
+        static_cast<acc_t*>(grads), static_cast<acc_t*>(coefs));
+  });
+  return cudaGetLastError();
+}
+
+cudaError_t normalise(const void* zr, const void* zm, const void* coefs, void* out, OutType ot, int64_t n_pos,
+                      int64_t d, AccType at, cudaStream_t stream) {
+  const int64_t total = n_pos * d;
+  with_acc(at, [&](auto* a) {
+    using acc_t = strip<decltype(a)>;
+    with_out(ot, [&](auto* op) {
+      using out_t = strip<decltype(op)>;
+      normalise_kernel<acc_t, out_t><<<blocks_for(total, kThreads), kThreads, 0, stream>>>(
+          static_cast<const acc_t*>(zr), static_cast<const acc_t*>(zm), static_cast<const acc_t*>(coefs),
+          static_cast<out_t*>(out), total, d);
+    });
+  });
+  return cudaGetLastError();
+}
+
+cudaError_t bn_grad(void* zr, void* zm, const void* grad, const void* coefs, int64_t n_pos, int64_t d, AccType at,
+                    cudaStream_t stream) {
+  const int64_t total = n_pos * d;
+  with_acc(at, [&](auto* a) {
+    using acc_t = strip<decltype(a)>;
+    bn_grad_kernel<acc_t><<<blocks_for(total, kThreads), kThreads, 0, stream>>>(
+        static_cast<acc_t*>(zr), static_cast<acc_t*>(zm), static_cast<const acc_t*>(grad),
+        static_cast<const acc_t*>(coefs), total, d);
+  });
+  return cudaGetLastError();
+}
+
+cudaError_t shift_grad(Geom g, int64_t g0, int64_t g1, const void* dz, void* dy, AccType at, cudaStream_t stream) {
+  const int64_t rows = (g1 - g0) * g.T * g.w;
+  const dim3 grid(blocks_for(kTaps * g.d, kThreads), grid_y(rows));
+  with_acc(at, [&](auto* a) {
+    using acc_t = strip<decltype(a)>;
+    shift_grad_kernel<acc_t><<<grid, kThreads, 0, stream>>>(g, g0, rows, static_cast<const acc_t*>(dz),
+                                                            static_cast<acc_t*>(dy));
+  });
+  return cudaGetLastError();
+}
+
+}  // namespace cuda
+}  // namespace sme_stem
+}  // namespace tds

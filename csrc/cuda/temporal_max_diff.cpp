@@ -1,0 +1,84 @@
+// ATen-side wrapper of the CUDA kernels of tds::temporal_max_diff (kernels in
+// temporal_max_diff_kernels.cu, per-element math in common/max_diff_math.h). Checks the arguments,
+// allocates the outputs and launches on the current stream.
+#include <ATen/core/Tensor.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <algorithm>
+
+#include "common/alloc.h"
+#include "common/max_diff_math.h"
+
+namespace tds {
+namespace {
+
+DType dtype_of(const at::Tensor& t, const char* fn) {
+  switch (t.scalar_type()) {
+    case at::kFloat: return DType::kFloat32;
+    case at::kHalf: return DType::kFloat16;
+    case at::kBFloat16: return DType::kBFloat16;
+    case at::kDouble: return DType::kFloat64;
+    default: TORCH_CHECK(false, fn, ": unsupported dtype ", t.scalar_type(), " (float16, bfloat16, float32, float64)");
+  }
+}
+
+void check_args(const at::Tensor& x, int64_t kernel_size, const char* fn) {
+  TORCH_CHECK(x.dim() == 4, fn, ": x must be (B, T, N, C), got ", x.dim(), " dims");
+  TORCH_CHECK(kernel_size > 0 && kernel_size % 2 == 1, fn, ": kernel_size must be odd and positive, got ",
+              kernel_size);
+  TORCH_CHECK(x.size(1) < (int64_t(1) << 30), fn, ": too many frames");
+}
+
+// Windows wider than the clip see the whole clip: clamping keeps half small and in int range.
+int clamp_half(int64_t kernel_size, int64_t T) { return int(std::min<int64_t>(kernel_size / 2, T)); }
+
+at::Tensor temporal_max_diff_cuda(const at::Tensor& x_in, int64_t kernel_size, bool mix_on) {
+  constexpr const char* fn = "tds::temporal_max_diff";
+  check_args(x_in, kernel_size, fn);
+  const DType dt = dtype_of(x_in, fn);
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  const at::Tensor x = x_in.contiguous();
+  at::Tensor y = new_output(x.sizes(), x.options());
+  if (x.numel() == 0) return y;
+  const int err = cuda_launch::temporal_max_diff_forward(
+      x.const_data_ptr(), y.mutable_data_ptr(), dt, x.size(0), x.size(1), x.size(2), x.size(3),
+      2 * clamp_half(kernel_size, x.size(1)) + 1, mix_on, at::cuda::getCurrentCUDAStream().stream());
+  TORCH_CHECK(err == 0, fn, ": CUDA launch failed: ", cudaGetErrorString(cudaError_t(err)));
+  return y;
+}
+
+at::Tensor temporal_max_diff_backward_cuda(const at::Tensor& grad_in, const at::Tensor& x_in, int64_t kernel_size,
+                                           bool mix_on) {
+  constexpr const char* fn = "tds::temporal_max_diff_backward";
+  check_args(x_in, kernel_size, fn);
+  TORCH_CHECK(grad_in.sizes() == x_in.sizes(), fn, ": grad_out shape ", grad_in.sizes(), " != x shape ",
+              x_in.sizes());
+  TORCH_CHECK(grad_in.scalar_type() == x_in.scalar_type(), fn, ": grad_out dtype ", grad_in.scalar_type(),
+              " != x dtype ", x_in.scalar_type());
+  TORCH_CHECK(grad_in.device() == x_in.device(), fn, ": grad_out is on ", grad_in.device(), ", x on ",
+              x_in.device());
+  const DType dt = dtype_of(x_in, fn);
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  const at::Tensor x = x_in.contiguous(), g = grad_in.contiguous();
+  at::Tensor dx = new_output(x.sizes(), x.options());
+  if (x.numel() == 0) return dx;
+  // mean_C(grad_out) per (b, t, n) for the mix: C times smaller than the data, fp32.
+  at::Tensor gmean;
+  if (mix_on) gmean = at::empty({x.size(0), x.size(1), x.size(2)}, x.options().dtype(at::kFloat));
+  const int err = cuda_launch::temporal_max_diff_backward(
+      g.const_data_ptr(), x.const_data_ptr(), dx.mutable_data_ptr(),
+      mix_on ? gmean.mutable_data_ptr<float>() : nullptr, dt, x.size(0), x.size(1), x.size(2), x.size(3),
+      2 * clamp_half(kernel_size, x.size(1)) + 1, mix_on, at::cuda::getCurrentCUDAStream().stream());
+  TORCH_CHECK(err == 0, fn, ": CUDA launch failed: ", cudaGetErrorString(cudaError_t(err)));
+  return dx;
+}
+
+}  // namespace
+}  // namespace tds
+
+TORCH_LIBRARY_IMPL(tds, CUDA, m) {
+  m.impl("temporal_max_diff", &tds::temporal_max_diff_cuda);
+  m.impl("temporal_max_diff_backward", &tds::temporal_max_diff_backward_cuda);
+}

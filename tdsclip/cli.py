@@ -1,0 +1,82 @@
+"""The ``tdsclip`` console script.
+
+    tdsclip demo                         make the demo data if absent, train a tiny TDS-CLIP on the CPU, evaluate
+    tdsclip train --config ssv2_b16 ...  train (see ``tdsclip train --help``; torchrun for several GPUs)
+    tdsclip eval RUN_DIR|CHECKPOINT      top-1/top-5, per-class accuracy, confusion matrix, JSON results
+    tdsclip make-demo-data [DIR]         generate the synthetic motion data set
+    tdsclip summary ...                  parameter counts / shapes of a model config
+    tdsclip configs                      list the shipped configs
+
+Each subcommand forwards its arguments to the module that implements it, so
+``tdsclip train ARGS`` ≡ ``python -m tdsclip.train ARGS`` ≡ ``torchrun ... -m tdsclip.train ARGS``.
+"""
+from __future__ import annotations
+
+import sys
+
+USAGE = __doc__.split("\n\n")[1]
+
+
+def _train(argv):
+    from .train import main
+    return main(argv)
+
+
+def _eval(argv):
+    from .eval import main
+    return main(argv)
+
+
+def _demo(argv):
+    from .demo import main
+    return main(argv)
+
+
+def _make_demo_data(argv):
+    from .data.demo import main
+    return main(argv)
+
+
+def _summary(argv):
+    from .model.summary import main
+    return main(argv)
+
+
+def _configs(argv):
+    from .engine.config import CONFIG_DIR, available_configs
+    for name in available_configs():
+        print(name)
+    print(f"(in {CONFIG_DIR}; pass --config NAME or a YAML path)", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"train": _train, "eval": _eval, "demo": _demo, "make-demo-data": _make_demo_data,
+            "summary": _summary, "configs": _configs}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print("usage: tdsclip {" + ",".join(COMMANDS) + "} [args]\n\n" + USAGE)
+        return 0 if argv else 2
+    if argv[0] in ("--version", "-V"):
+        from . import __version__
+        print(f"tdsclip {__version__}")
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    if cmd not in COMMANDS:
+        import difflib
+        close = difflib.get_close_matches(cmd, list(COMMANDS), n=1)
+        print(f"tdsclip: unknown command {cmd!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+              + f"; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    try:
+        rc = COMMANDS[cmd](rest)
+    except KeyboardInterrupt:
+        print("tdsclip: interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

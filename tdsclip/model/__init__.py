@@ -1,0 +1,16 @@
+"""The TDS-CLIP model (SPEC §1–3): a frozen open_clip ViT, the trainable side network, the head.
+
+* :func:`build_model` / :class:`TDSCLIP` — the model;
+* :mod:`.backbone` — the frozen spatial encoder (:class:`FrozenViT`) and weight loading;
+* :mod:`.side_network` — stems, side connections, side blocks;
+* :mod:`.head` — BN + mean pooling + classifier;
+* :mod:`.layers` — token-layout building blocks, memory-lean autograd functions, checkpointing;
+* :mod:`.summary` — parameter counts, FLOPs and activation memory (``python -m tdsclip.model.summary``).
+"""
+from .backbone import FrozenViT, build_backbone
+from .head import ClassifierHead
+from .network import TDSCLIP, build_model
+from .side_network import SideBlock, SideConnection, SideNetwork
+
+__all__ = ["TDSCLIP", "build_model", "FrozenViT", "build_backbone", "SideNetwork", "SideBlock", "SideConnection",
+           "ClassifierHead"]

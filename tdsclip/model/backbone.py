@@ -1,0 +1,222 @@
+"""The frozen spatial encoder (SPEC §2): an open_clip VisionTransformer whose per-block outputs
+feed the side network.
+
+``FrozenViT`` keeps the patch embedding, class / position embeddings, ``ln_pre`` and the L blocks
+of the tower; ``ln_post`` and ``proj`` are never used, so they are not kept. Its parameters have
+``requires_grad=False``, it stays in eval mode whatever ``train()`` says, and every method runs
+under ``torch.no_grad()``: no backbone activation is ever saved for backward.
+
+Weights (``config.pretrained``): an open_clip tag (``"openai"``: fetched through open_clip's cache /
+the Hugging Face hub), or a local file: an open_clip / OpenAI checkpoint (full CLIP or vision tower
+only, ``state_dict`` nesting and ``module.`` prefixes allowed, safetensors too) or OpenAI's
+TorchScript archive. OpenAI weights were trained with QuickGELU; ``quick_gelu=None`` follows the
+tag (or detects the OpenAI archive); set ``quick_gelu: true`` for OpenAI weights saved as a plain
+state_dict.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import types
+import zipfile
+
+import torch
+from torch import nn
+
+from tds_kernels.ops.sme_stem.reference import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
+from ..config import TINY_VISION_CFG, TDSCLIPConfig
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_UNUSED_KEYS = ("ln_post.", "proj", "attn_pool", "attn_pool_contrastive.")
+
+
+def normalise_images(images: torch.Tensor, mean, std, dtype: torch.dtype) -> torch.Tensor:
+    """CLIP normalisation of pixel values in [0, 255] (uint8 or float), images (M, 3, H, W); the same
+    arithmetic as the SME stem's reference (``(x/255 - mean) / std``)."""
+    x = images.to(dtype) / 255.0
+    m = torch.as_tensor(mean, dtype=dtype, device=images.device).view(1, 3, 1, 1)
+    s = torch.as_tensor(std, dtype=dtype, device=images.device).view(1, 3, 1, 1)
+    return (x - m) / s
+
+
+class FrozenViT(nn.Module):
+    """Frozen CLIP ViT: images ``(M, 3, H, W)`` → tokens ``X_l`` ``(M, N+1, C)`` after each block l.
+
+    Use :meth:`embed` then :meth:`block` for ``l = 0..L-1`` (the model interleaves them with the
+    side network so that each ``X_l`` can be freed once it has been consumed), or :meth:`forward`
+    for the list of all L outputs.
+    """
+
+    def __init__(self, visual: nn.Module, mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD):
+        super().__init__()
+        self.conv1 = visual.conv1
+        self.class_embedding = visual.class_embedding
+        self.positional_embedding = visual.positional_embedding
+        self.ln_pre = visual.ln_pre
+        self.resblocks = visual.transformer.resblocks
+        # open_clip >= 2.23 runs its blocks batch-first (N, L, D); older versions sequence-first.
+        self.batch_first = bool(getattr(visual.transformer, "batch_first", False))
+        self.width = int(visual.transformer.width)
+        self.patch_size = int(self.conv1.kernel_size[0])
+        self.image_size = tuple(int(s) for s in getattr(visual, "image_size", (0, 0)))
+        self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+        self.requires_grad_(False)
+        super().train(False)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.resblocks)
+
+    def train(self, mode: bool = True) -> "FrozenViT":
+        return super().train(False)  # frozen: always eval (no dropout / patch dropout / BN updates)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.conv1.weight.dtype
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Pixel values (M, 3, H, W) in [0, 255] → block input (M, N+1, C): CLIP normalisation, patch
+        embedding, class token, position embedding, ln_pre (open_clip's ``_embeds`` without patch
+        dropout, which eval mode disables)."""
+        x = normalise_images(images, self.mean, self.std, self.dtype)
+        x = self.conv1(x).flatten(2).transpose(1, 2)  # (M, N, C), patches row-major
+        cls = self.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
+        return self.ln_pre(x)
+
+    @torch.no_grad()
+    def block(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """Block ``index`` on batch-first tokens (M, N+1, C) → ``X_{index+1}`` (M, N+1, C)."""
+        blk = self.resblocks[index]
+        if self.batch_first:
+            return blk(x)
+        return blk(x.transpose(0, 1)).transpose(0, 1)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        x = self.embed(images)
+        outs = []
+        for i in range(self.num_layers):
+            x = self.block(i, x)
+            outs.append(x)
+        return outs
+
+
+# ---------------------------------------------------------------------------------------------
+# construction
+
+def vision_cfg_for(config: TDSCLIPConfig) -> tuple[dict, bool]:
+    """(open_clip vision_cfg dict at the configured image size, model-config QuickGELU flag)."""
+    if config.backbone == "tiny":
+        cfg, model_quick_gelu = dict(TINY_VISION_CFG), False
+    else:
+        import open_clip
+
+        model_cfg = open_clip.get_model_config(config.backbone)
+        if model_cfg is None:
+            raise ValueError(f"backbone {config.backbone!r} is not an open_clip model name")
+        cfg, model_quick_gelu = copy.deepcopy(model_cfg["vision_cfg"]), bool(model_cfg.get("quick_gelu", False))
+    cfg["image_size"] = config.resolved_image_size
+    return cfg, model_quick_gelu
+
+
+def build_backbone(config: TDSCLIPConfig) -> FrozenViT:
+    """The frozen tower for ``config`` with its weights (random when ``pretrained`` is None), cast to
+    ``backbone_dtype``. Works under ``with torch.device("meta")`` for random weights."""
+    from open_clip.model import _build_vision_tower  # open_clip's own vision-tower builder
+
+    vision_cfg, model_quick_gelu = vision_cfg_for(config)
+    checkpoint, mean, std, tag_quick_gelu = _resolve_pretrained(config)
+    quick_gelu = config.quick_gelu
+    if quick_gelu is None:
+        quick_gelu = model_quick_gelu or tag_quick_gelu
+    # embed_dim is the size of the unused projection, which FrozenViT drops.
+    visual = _build_vision_tower(embed_dim=64, vision_cfg=vision_cfg, quick_gelu=quick_gelu)
+    if not hasattr(visual, "transformer") or not hasattr(visual, "conv1"):
+        raise ValueError(f"backbone {config.backbone!r} did not build a VisionTransformer")
+    if checkpoint is not None:
+        load_visual_weights(visual, checkpoint)
+    vit = FrozenViT(visual, mean, std)
+    return vit.to(DTYPES[config.backbone_dtype])
+
+
+def _resolve_pretrained(config: TDSCLIPConfig):
+    """(checkpoint path or None, mean, std, QuickGELU flag the weights were trained with)."""
+    pretrained = config.pretrained
+    if pretrained is None:
+        return None, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, False
+    if os.path.isfile(pretrained):
+        return pretrained, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, _is_torchscript(pretrained)
+    import open_clip
+
+    tag_cfg = open_clip.get_pretrained_cfg(config.backbone, pretrained)
+    if not tag_cfg:
+        raise ValueError(f"pretrained {pretrained!r} is neither a file nor an open_clip tag of {config.backbone}")
+    try:
+        path = open_clip.download_pretrained(tag_cfg)
+    except Exception as exc:  # offline, no cache, hub error: say what to do
+        raise RuntimeError(
+            f"could not fetch the {config.backbone} weights for tag {pretrained!r} through open_clip ({exc}); "
+            "check the network (HF_HUB_OFFLINE unset) or download them and pass the file as "
+            "pretrained=/path/to/checkpoint") from exc
+    if not path:
+        raise RuntimeError(f"open_clip returned no checkpoint for {config.backbone} / {pretrained!r}")
+    mean = tuple(tag_cfg.get("mean") or OPENAI_CLIP_MEAN)
+    std = tuple(tag_cfg.get("std") or OPENAI_CLIP_STD)
+    return path, mean, std, bool(tag_cfg.get("quick_gelu", False)) or _is_torchscript(path)
+
+
+def _is_torchscript(path: str) -> bool:
+    """OpenAI's original checkpoints are TorchScript archives (zip files holding code/ and constants.pkl)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return any(n.endswith("/constants.pkl") for n in zf.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def read_state_dict(path: str) -> dict:
+    """The tensors of a checkpoint file: safetensors, torch.save'd dicts (``state_dict`` / ``model``
+    nesting, ``module.`` prefixes) or a TorchScript archive."""
+    if str(path).endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        sd = load_file(path, device="cpu")
+    elif _is_torchscript(path):
+        sd = torch.jit.load(path, map_location="cpu").state_dict()
+    else:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
+            sd = sd[key]
+    if not isinstance(sd, dict) or not sd:
+        raise ValueError(f"{path}: no state_dict found in the checkpoint")
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in sd.items()
+            if isinstance(v, torch.Tensor)}
+
+
+def visual_state_dict(sd: dict) -> dict:
+    """The vision-tower part of a full CLIP (``visual.*``) or tower-only state_dict, without the
+    unused ``ln_post`` / ``proj``."""
+    if any(k.startswith("visual.") for k in sd):
+        sd = {k[len("visual."):]: v for k, v in sd.items() if k.startswith("visual.")}
+    return {k: v for k, v in sd.items() if not k.startswith(_UNUSED_KEYS)}
+
+
+def load_visual_weights(visual: nn.Module, path: str) -> None:
+    """Loads a checkpoint into an open_clip VisionTransformer (every weight of the blocks and
+    embeddings must be present; the position embedding is resized if the image size differs)."""
+    from open_clip.model import resize_pos_embed
+
+    sd = visual_state_dict(read_state_dict(path))
+    if "positional_embedding" in sd:
+        wrapped = {"visual.positional_embedding": sd["positional_embedding"]}
+        resize_pos_embed(wrapped, types.SimpleNamespace(visual=visual))
+        sd["positional_embedding"] = wrapped["visual.positional_embedding"]
+    result = visual.load_state_dict(sd, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith(_UNUSED_KEYS)]
+    if missing or result.unexpected_keys:
+        raise ValueError(f"{path} does not match the vision tower: missing {missing[:8]}"
+                         f"{' ...' if len(missing) > 8 else ''}, unexpected {result.unexpected_keys[:8]}")
