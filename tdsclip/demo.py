@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tdsclip demo", description=__doc__.split("\n\n")[0])
     add_train_arguments(parser)
     parser.set_defaults(config="demo")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     try:
         cfg = resolve_config(args)
     except (ValueError, TypeError, FileNotFoundError) as exc:

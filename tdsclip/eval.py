@@ -182,7 +182,7 @@ def run_eval(checkpoint: str, overrides: list[str], output: str | None = None, d
 
 def main(argv: list[str] | None = None) -> int:
     parser = add_eval_arguments(argparse.ArgumentParser(prog="tdsclip eval", description=__doc__.split("\n\n")[0]))
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     for item in args.overrides:
         if "=" not in item:
             parser.error(f"unexpected argument {item!r}: overrides are KEY=VALUE")

@@ -151,7 +151,7 @@ def build_model(cfg, log=print):
 
 def main(argv: list[str] | None = None) -> int:
     parser = add_train_arguments(argparse.ArgumentParser(prog="tdsclip train", description=__doc__.split("\n\n")[0]))
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     try:
         cfg = resolve_config(args)
     except (ValueError, TypeError, FileNotFoundError) as exc:

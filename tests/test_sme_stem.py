@@ -60,7 +60,11 @@ def run(module, frames, grad_seed=2, steps=1):
     for _ in range(steps):
         out = module(frames)
     g = torch.randn(out.shape, generator=torch.Generator().manual_seed(grad_seed), dtype=torch.float64)
-    (out * g.to(out.device, out.dtype)).sum().backward()
+    # The upstream gradient takes the output's memory layout. The reference's tokens are a permuted view
+    # of a (B, d, T, h, w) tensor; a contiguous gradient reaches its BatchNorm3d in channels_last_3d
+    # layout, and torch's CPU batch_norm backward is wrong there when B == 1 (torch 2.14.1; see
+    # test_torch_cpu_batchnorm_channels_last_batch1_bug). The fused outputs are contiguous anyway.
+    (out * torch.empty_like(out).copy_(g)).sum().backward()
     params = dict(module.named_parameters())
     buffers = dict(module.named_buffers())
     return out.detach(), {n: params[n].grad for n in PARAMS}, {n: buffers[n].detach().clone() for n in BUFFERS}
@@ -399,6 +403,31 @@ def test_module_rejects_bad_config():
         SMEStem(16, 4, padding="nope")
     with pytest.raises(ValueError, match="frames"):
         SMEStem(16, 4)(torch.zeros(1, 2, 5, 3, 8))
+
+
+@needs_ext
+def test_fused_gradient_is_layout_independent_where_torch_cpu_batchnorm_is_not():
+    """Documents the torch bug the helpers work around: with B == 1 the reference's gradients depend on
+    the memory layout of the upstream gradient (channels_last_3d reaches BatchNorm3d's CPU backward);
+    the fused op's do not, and they agree with a finite difference."""
+    args = [a.double() for a in functional_args()]
+    params = [a.requires_grad_() for a in args[:8]] + args[8:]
+    frames = make_frames(1, 1, 13, 11)
+    out = sme_stem(frames, *params, **KW, padding=(1, 0, 0), training=True, backend="cpu")[0]
+    g = torch.randn_like(out)
+    g_perm = g.permute(0, 1, 3, 2).contiguous().permute(0, 1, 3, 2)  # same values, other layout
+    a = torch.autograd.grad((out * g).sum(), params[0], retain_graph=True)[0]
+    b = torch.autograd.grad((out * g_perm).sum(), params[0])[0]
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    v = torch.randn_like(params[0])
+
+    def loss(w):
+        with torch.no_grad():
+            o = sme_stem_functional_reference(frames, w, *params[1:], **KW, padding=(1, 0, 0), training=True)[0]
+            return (o * g).sum()
+
+    fd = (loss(params[0] + 1e-6 * v) - loss(params[0] - 1e-6 * v)) / 2e-6
+    torch.testing.assert_close((a * v).sum(), fd, rtol=1e-6, atol=1e-6)
 
 
 def test_forced_unavailable_backend_raises():

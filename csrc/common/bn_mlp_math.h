@@ -71,8 +71,12 @@ TDS_HD inline float exp_nonpos(float x) {
   p = p * r + 1.f;
   p = p * r + 1.f;
   const int32_t bits = (n + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));  // bit cast; nvcc and gcc turn it into a register move
+  float scale;  // the float whose bits are `bits` (a register move on both devices)
+#ifdef __CUDA_ARCH__
+  scale = __int_as_float(bits);
+#else
+  std::memcpy(&scale, &bits, sizeof(scale));
+#endif
   return p * scale;
 }
 

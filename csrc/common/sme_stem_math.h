@@ -14,7 +14,7 @@
 //   * one GEMM per branch against the folded weights of all three temporal taps, (K, 3d); the taps
 //     are combined with the t-1/t/t+1 shift: Z[t_out] = sum_kt Y_kt[t_out - pt + kt].
 //   * BatchNorm of each branch and the fusion s = BN_rgb(Z_rgb) + alpha BN_mot(Z_mot) are one
-//     per-channel affine map of (Z_rgb, Z_mot): out = Z_rgb sr + Z_mot sm + offset.
+//     per-channel affine map of (Z_rgb, Z_mot): out = (Z_rgb - mr) sr + (Z_mot - mm) sm + offset.
 // Z here never includes the conv bias: in training it cancels against the batch mean, in eval it
 // is folded into the shift, so the bias only enters the returned mean and its own gradient.
 #pragma once
@@ -95,78 +95,18 @@ TDS_HD inline double norm_scale(double std_c) { return 1.0 / (255.0 * std_c); }
 TDS_HD inline double norm_shift(double mean_c, double std_c) { return -mean_c / std_c; }
 
 // ---- BatchNorm + fusion, per channel ---------------------------------------------------------
+// Everything is written around a per-channel shift (the batch mean of Z in training, running mean -
+// bias in eval) so that no large mean ever cancels against itself: the variance is a second pass
+// sum((Z - mean)^2) and the backward reduces sum(g (Z - shift)) rather than sum(g Z) - shift sum(g).
 
-// Forward, one channel of one branch. Training: from the sums of the bias-free conv output Z over
-// the n = B*T_out*h*w positions; eval: from the running statistics. Gives the statistics the op
-// returns (mean of Z + bias, biased variance, or copies of the running ones) and the affine map
-// x_hat = (Z - shift) * rstd used to normalise the bias-free Z.
-TDS_HD inline void bn_forward_channel(bool training, double sum_z, double sum_zz, double n, double bias,
-                                      double running_mean, double running_var, double eps,
-                                      double& mean_out, double& var_out, double& shift, double& rstd) {
-  if (training) {
-    const double mean_z = sum_z / n;
-    double var = sum_zz / n - mean_z * mean_z;  // sums are in double: no cancellation worth a 2nd pass
-    var = var > 0.0 ? var : 0.0;
-    mean_out = mean_z + bias;
-    var_out = var;
-    shift = mean_z;
-  } else {
-    mean_out = running_mean;
-    var_out = running_var;
-    shift = running_mean - bias;
-  }
-  rstd = 1.0 / sqrt(var_out + eps);
-}
-
-// out = BN_rgb(Z_rgb) + alpha BN_mot(Z_mot) = Z_rgb * scale_r + Z_mot * scale_m + offset.
-TDS_HD inline void fuse_coefs(double gamma_r, double beta_r, double shift_r, double rstd_r, double gamma_m,
-                              double beta_m, double shift_m, double rstd_m, double alpha, double& scale_r,
-                              double& scale_m, double& offset) {
-  scale_r = gamma_r * rstd_r;
-  scale_m = alpha * gamma_m * rstd_m;
-  offset = beta_r - shift_r * scale_r + alpha * beta_m - shift_m * scale_m;
-}
-
-template <typename acc_t>
-TDS_HD inline acc_t fused_output(acc_t z_rgb, acc_t z_mot, acc_t scale_r, acc_t scale_m, acc_t offset) {
-  return z_rgb * scale_r + z_mot * scale_m + offset;
-}
-
-// Backward, one channel of one branch whose output enters the fusion with weight `wt` (1 for RGB,
-// alpha for motion). Inputs: sums over all positions of g, g*Z and Z (bias-free Z, as above).
-// With x_hat = (Z - shift) rstd, BN's backward is
-//   training: dZ = wt gamma rstd (g - mean(g) - x_hat mean(g x_hat))   (batch stats depend on Z)
-//   eval:     dZ = wt gamma rstd g
-// i.e. dZ = k1 g + k2 Z + k3 per channel; the conv-bias gradient is sum(dZ) = k1 Sg + k2 Sz + k3 n.
-TDS_HD inline void bn_backward_channel(bool training, double n, double wt, double gamma, double shift, double rstd,
-                                       double sum_g, double sum_gz, double sum_z, double& d_gamma, double& d_beta,
-                                       double& d_bias, double& k1, double& k2, double& k3) {
-  const double sum_g_xhat = rstd * (sum_gz - shift * sum_g);
-  d_gamma = wt * sum_g_xhat;
-  d_beta = wt * sum_g;
-  k1 = wt * gamma * rstd;
-  if (training) {
-    k2 = -k1 * rstd * sum_g_xhat / n;
-    k3 = -k1 * sum_g / n - k2 * shift;
-  } else {
-    k2 = 0.0;
-    k3 = 0.0;
-  }
-  d_bias = k1 * sum_g + k2 * sum_z + k3 * n;
-}
-
-template <typename acc_t>
-TDS_HD inline acc_t bn_grad(acc_t g, acc_t z, acc_t k1, acc_t k2, acc_t k3) {
-  return k1 * g + k2 * z + k3;
-}
-
-// Per-channel statistic slots of the reductions (forward and backward passes).
-enum FwdStat : int { kSumZr = 0, kSumZZr = 1, kSumZm = 2, kSumZZm = 3, kNumFwdStats = 4 };
-enum BwdStat : int { kSumG = 0, kSumGZr = 1, kSumGZm = 2, kSumZrB = 3, kSumZmB = 4, kNumBwdStats = 5 };
+// Per-channel statistic slots of the reductions. Forward: pass 1 sums Z, pass 2 the squared
+// deviations from the batch mean. Backward: sums of g, g (Z - shift) and (Z - shift).
+enum FwdStat : int { kSumZr = 0, kSumZm = 1, kSqDevR = 2, kSqDevM = 3, kNumFwdStats = 4 };
+enum BwdStat : int { kSumG = 0, kSumGZr = 1, kSumGZm = 2, kSumZr0 = 3, kSumZm0 = 4, kNumBwdStats = 5 };
 
 // Per-channel coefficient slots shared by the CPU and CUDA kernels.
-enum FwdCoef : int { kScaleR = 0, kScaleM = 1, kOffset = 2, kNumFwdCoefs = 3 };
-enum BwdCoef : int { kK1r = 0, kK2r = 1, kK3r = 2, kK1m = 3, kK2m = 4, kK3m = 5, kNumBwdCoefs = 6 };
+enum FwdCoef : int { kShiftR = 0, kShiftM, kScaleR, kScaleM, kOffset, kNumFwdCoefs };
+enum BwdCoef : int { kK1r = 0, kK2r, kK3r, kBShiftR, kK1m, kK2m, kK3m, kBShiftM, kNumBwdCoefs };
 
 // Rows of the per-channel parameter pack (d columns each) the host builds for both kernels; absent
 // biases are zeros, and the running statistics are only read in eval mode.
@@ -177,6 +117,63 @@ enum Param : int {
 enum Stat : int { kMeanR = 0, kVarR = 1, kMeanM = 2, kVarM = 3, kNumStats = 4 };
 // Rows of the per-channel gradients the backward returns besides the conv weights.
 enum Grad : int { kDGammaR = 0, kDBetaR, kDGammaM, kDBetaM, kDBiasR, kDBiasM, kNumGrads };
+
+// Batch mean of the bias-free Z from the pass-1 sum (the pass-2 centre and the returned mean).
+TDS_HD inline double batch_mean(double sum_z, double n) { return sum_z / n; }
+
+// Forward, one channel of one branch. Training: from the sum of the bias-free conv output Z and the
+// sum of its squared deviations over the n = B*T_out*h*w positions; eval: from the running
+// statistics. Gives the statistics the op returns (mean of Z + bias and biased variance, or copies
+// of the running ones) and x_hat = (Z - shift) * rstd for the bias-free Z.
+TDS_HD inline void bn_forward_channel(bool training, double sum_z, double sq_dev, double n, double bias,
+                                      double running_mean, double running_var, double eps,
+                                      double& mean_out, double& var_out, double& shift, double& rstd) {
+  if (training) {
+    shift = batch_mean(sum_z, n);
+    mean_out = shift + bias;
+    var_out = sq_dev / n;
+  } else {
+    mean_out = running_mean;
+    var_out = running_var;
+    shift = running_mean - bias;
+  }
+  rstd = 1.0 / sqrt(var_out + eps);
+}
+
+// out = BN_rgb(Z_rgb) + alpha BN_mot(Z_mot) = (Z_rgb - shift_r) scale_r + (Z_mot - shift_m) scale_m + offset.
+template <typename acc_t>
+TDS_HD inline acc_t fused_output(acc_t z_rgb, acc_t z_mot, acc_t shift_r, acc_t shift_m, acc_t scale_r,
+                                 acc_t scale_m, acc_t offset) {
+  return (z_rgb - shift_r) * scale_r + (z_mot - shift_m) * scale_m + offset;
+}
+
+// Backward, one channel of one branch whose output enters the fusion with weight `wt` (1 for RGB,
+// alpha for motion). Inputs: sums over all positions of g, g (Z - shift) and (Z - shift).
+// With x_hat = (Z - shift) rstd, BN's backward is
+//   training: dZ = wt gamma rstd (g - mean(g) - x_hat mean(g x_hat))   (batch stats depend on Z)
+//   eval:     dZ = wt gamma rstd g
+// i.e. dZ = k1 g + k2 (Z - shift) + k3 per channel; the conv-bias gradient is sum(dZ).
+TDS_HD inline void bn_backward_channel(bool training, double n, double wt, double gamma, double rstd, double sum_g,
+                                       double sum_g_zc, double sum_zc, double& d_gamma, double& d_beta,
+                                       double& d_bias, double& k1, double& k2, double& k3) {
+  const double sum_g_xhat = rstd * sum_g_zc;
+  d_gamma = wt * sum_g_xhat;
+  d_beta = wt * sum_g;
+  k1 = wt * gamma * rstd;
+  if (training) {
+    k2 = -k1 * rstd * sum_g_xhat / n;
+    k3 = -k1 * sum_g / n;
+  } else {
+    k2 = 0.0;
+    k3 = 0.0;
+  }
+  d_bias = k1 * sum_g + k2 * sum_zc + k3 * n;
+}
+
+template <typename acc_t>
+TDS_HD inline acc_t bn_grad(acc_t g, acc_t z, acc_t k1, acc_t k2, acc_t k3, acc_t shift) {
+  return k1 * g + k2 * (z - shift) + k3;
+}
 
 // Element (row, o) of a (rows, d) per-channel table, as double.
 template <typename acc_t>
@@ -191,53 +188,61 @@ template <typename acc_t>
 TDS_HD inline void forward_channel(int64_t o, int64_t d, bool training, double n, double eps, double alpha,
                                    const double* sums, const acc_t* params, acc_t* stats, acc_t* coefs) {
   double mean_r, var_r, shift_r, rstd_r, mean_m, var_m, shift_m, rstd_m;
-  const double s1r = training ? sums[kSumZr * d + o] : 0.0, s2r = training ? sums[kSumZZr * d + o] : 0.0;
-  const double s1m = training ? sums[kSumZm * d + o] : 0.0, s2m = training ? sums[kSumZZm * d + o] : 0.0;
+  const double s1r = training ? sums[kSumZr * d + o] : 0.0, s2r = training ? sums[kSqDevR * d + o] : 0.0;
+  const double s1m = training ? sums[kSumZm * d + o] : 0.0, s2m = training ? sums[kSqDevM * d + o] : 0.0;
   bn_forward_channel(training, s1r, s2r, n, row_at(params, kBiasR, d, o), row_at(params, kRunMeanR, d, o),
                      row_at(params, kRunVarR, d, o), eps, mean_r, var_r, shift_r, rstd_r);
   bn_forward_channel(training, s1m, s2m, n, row_at(params, kBiasM, d, o), row_at(params, kRunMeanM, d, o),
                      row_at(params, kRunVarM, d, o), eps, mean_m, var_m, shift_m, rstd_m);
-  double sr, sm, off;
-  fuse_coefs(row_at(params, kGammaR, d, o), row_at(params, kBetaR, d, o), shift_r, rstd_r,
-             row_at(params, kGammaM, d, o), row_at(params, kBetaM, d, o), shift_m, rstd_m, alpha, sr, sm, off);
   stats[kMeanR * d + o] = static_cast<acc_t>(mean_r);
   stats[kVarR * d + o] = static_cast<acc_t>(var_r);
   stats[kMeanM * d + o] = static_cast<acc_t>(mean_m);
   stats[kVarM * d + o] = static_cast<acc_t>(var_m);
-  coefs[kScaleR * d + o] = static_cast<acc_t>(sr);
-  coefs[kScaleM * d + o] = static_cast<acc_t>(sm);
-  coefs[kOffset * d + o] = static_cast<acc_t>(off);
+  coefs[kShiftR * d + o] = static_cast<acc_t>(shift_r);
+  coefs[kShiftM * d + o] = static_cast<acc_t>(shift_m);
+  coefs[kScaleR * d + o] = static_cast<acc_t>(row_at(params, kGammaR, d, o) * rstd_r);
+  coefs[kScaleM * d + o] = static_cast<acc_t>(alpha * row_at(params, kGammaM, d, o) * rstd_m);
+  coefs[kOffset * d + o] = static_cast<acc_t>(row_at(params, kBetaR, d, o) + alpha * row_at(params, kBetaM, d, o));
 }
 
-// Backward finaliser for channel o. stats are what the forward returned (in eval: the running
-// statistics), so in both modes shift = mean - bias and rstd = 1/sqrt(var + eps).
-// sums: (kNumBwdStats, d) double; grads: (kNumGrads, d); coefs: (kNumBwdCoefs, d).
+// The centre of the backward's reductions for channel o: the stats are what the forward returned
+// (in eval: the running statistics), so in both modes shift = mean - bias.
+template <typename acc_t>
+TDS_HD inline void backward_shift(int64_t o, int64_t d, const acc_t* params, const acc_t* stats, double& shift_r,
+                                  double& shift_m) {
+  shift_r = row_at(stats, kMeanR, d, o) - row_at(params, kBiasR, d, o);
+  shift_m = row_at(stats, kMeanM, d, o) - row_at(params, kBiasM, d, o);
+}
+
+// Backward finaliser for channel o. sums: (kNumBwdStats, d) double, centred on backward_shift;
+// grads: (kNumGrads, d); coefs: (kNumBwdCoefs, d).
 template <typename acc_t>
 TDS_HD inline void backward_channel(int64_t o, int64_t d, bool training, double n, double eps, double alpha,
                                     const double* sums, const acc_t* params, const acc_t* stats, acc_t* grads,
                                     acc_t* coefs) {
   const double sum_g = sums[kSumG * d + o];
-  double dg, db, dbias, k1, k2, k3;
-  const double shift_r = row_at(stats, kMeanR, d, o) - row_at(params, kBiasR, d, o);
+  double shift_r, shift_m, dg, db, dbias, k1, k2, k3;
+  backward_shift(o, d, params, stats, shift_r, shift_m);
   const double rstd_r = 1.0 / sqrt(row_at(stats, kVarR, d, o) + eps);
-  bn_backward_channel(training, n, 1.0, row_at(params, kGammaR, d, o), shift_r, rstd_r, sum_g,
-                      sums[kSumGZr * d + o], sums[kSumZrB * d + o], dg, db, dbias, k1, k2, k3);
+  bn_backward_channel(training, n, 1.0, row_at(params, kGammaR, d, o), rstd_r, sum_g, sums[kSumGZr * d + o],
+                      sums[kSumZr0 * d + o], dg, db, dbias, k1, k2, k3);
   grads[kDGammaR * d + o] = static_cast<acc_t>(dg);
   grads[kDBetaR * d + o] = static_cast<acc_t>(db);
   grads[kDBiasR * d + o] = static_cast<acc_t>(dbias);
   coefs[kK1r * d + o] = static_cast<acc_t>(k1);
   coefs[kK2r * d + o] = static_cast<acc_t>(k2);
   coefs[kK3r * d + o] = static_cast<acc_t>(k3);
-  const double shift_m = row_at(stats, kMeanM, d, o) - row_at(params, kBiasM, d, o);
+  coefs[kBShiftR * d + o] = static_cast<acc_t>(shift_r);
   const double rstd_m = 1.0 / sqrt(row_at(stats, kVarM, d, o) + eps);
-  bn_backward_channel(training, n, alpha, row_at(params, kGammaM, d, o), shift_m, rstd_m, sum_g,
-                      sums[kSumGZm * d + o], sums[kSumZmB * d + o], dg, db, dbias, k1, k2, k3);
+  bn_backward_channel(training, n, alpha, row_at(params, kGammaM, d, o), rstd_m, sum_g, sums[kSumGZm * d + o],
+                      sums[kSumZm0 * d + o], dg, db, dbias, k1, k2, k3);
   grads[kDGammaM * d + o] = static_cast<acc_t>(dg);
   grads[kDBetaM * d + o] = static_cast<acc_t>(db);
   grads[kDBiasM * d + o] = static_cast<acc_t>(dbias);
   coefs[kK1m * d + o] = static_cast<acc_t>(k1);
   coefs[kK2m * d + o] = static_cast<acc_t>(k2);
   coefs[kK3m * d + o] = static_cast<acc_t>(k3);
+  coefs[kBShiftM * d + o] = static_cast<acc_t>(shift_m);
 }
 
 }  // namespace sme_stem

@@ -138,12 +138,13 @@ inline void sum_taps(acc_t* z, const acc_t* y_grp, const acc_t* bias, int64_t t_
 
 enum class Pass { kTrainForward, kEvalForward, kBackwardStats };
 
-// Tap combination of one chunk. kTrainForward: Z into zr/zm and their sums; kEvalForward: the fused
-// output straight into out; kBackwardStats: Z into zr/zm and the sums with the upstream gradient.
+// Tap combination of one chunk. kTrainForward: Z into zr/zm and the sums of Z (slots kSumZr, kSumZm);
+// kEvalForward: the fused output straight into out; kBackwardStats: Z into zr/zm and the sums of g,
+// g (Z - shift), Z - shift around the per-channel centres (2, d) (slots of BwdStat).
 template <typename acc_t, typename out_t>
 void combine_chunk(Pass pass, const Geom& g, int64_t g0, int64_t g1, const acc_t* yr, const acc_t* ym,
                    const acc_t* bias_map, acc_t* zr, acc_t* zm, out_t* out, const acc_t* coefs, const acc_t* grad,
-                   double* sums, acc_t* tmp) {
+                   const double* centre, double* sums, acc_t* tmp) {
   const int64_t d = g.d, grp_rows = g.T * g.w * kTaps * d;
   for (int64_t grp = g0; grp < g1; ++grp) {
     const int64_t b = grp / g.h, i = grp % g.h;
@@ -158,11 +159,11 @@ void combine_chunk(Pass pass, const Geom& g, int64_t g0, int64_t g1, const acc_t
           acc_t* m = tmp + d;
           sum_taps(a, yr_g, bm, t, j, g);
           sum_taps(m, ym_g, static_cast<const acc_t*>(nullptr), t, j, g);
-          const acc_t* sr = coefs + kScaleR * d;
-          const acc_t* sm = coefs + kScaleM * d;
-          const acc_t* off = coefs + kOffset * d;
+          const acc_t *mr = coefs + kShiftR * d, *mm = coefs + kShiftM * d;
+          const acc_t *sr = coefs + kScaleR * d, *sm = coefs + kScaleM * d, *off = coefs + kOffset * d;
           out_t* o_row = out + pos * d;
-          for (int64_t o = 0; o < d; ++o) o_row[o] = static_cast<out_t>(fused_output(a[o], m[o], sr[o], sm[o], off[o]));
+          for (int64_t o = 0; o < d; ++o)
+            o_row[o] = static_cast<out_t>(fused_output(a[o], m[o], mr[o], mm[o], sr[o], sm[o], off[o]));
           continue;
         }
         acc_t* a = zr + pos * d;
@@ -171,25 +172,21 @@ void combine_chunk(Pass pass, const Geom& g, int64_t g0, int64_t g1, const acc_t
         sum_taps(m, ym_g, static_cast<const acc_t*>(nullptr), t, j, g);
         if (pass == Pass::kTrainForward) {
           double* s1r = sums + kSumZr * d;
-          double* s2r = sums + kSumZZr * d;
           double* s1m = sums + kSumZm * d;
-          double* s2m = sums + kSumZZm * d;
           for (int64_t o = 0; o < d; ++o) {
-            const double vr = a[o], vm = m[o];
-            s1r[o] += vr;
-            s2r[o] += vr * vr;
-            s1m[o] += vm;
-            s2m[o] += vm * vm;
+            s1r[o] += static_cast<double>(a[o]);
+            s1m[o] += static_cast<double>(m[o]);
           }
         } else {
           const acc_t* gr = grad + pos * d;
+          const double *cr = centre, *cm = centre + d;
           double* sg = sums + kSumG * d;
           double* sgr = sums + kSumGZr * d;
           double* sgm = sums + kSumGZm * d;
-          double* szr = sums + kSumZrB * d;
-          double* szm = sums + kSumZmB * d;
+          double* szr = sums + kSumZr0 * d;
+          double* szm = sums + kSumZm0 * d;
           for (int64_t o = 0; o < d; ++o) {
-            const double gv = gr[o], vr = a[o], vm = m[o];
+            const double gv = gr[o], vr = a[o] - cr[o], vm = m[o] - cm[o];
             sg[o] += gv;
             sgr[o] += gv * vr;
             sgm[o] += gv * vm;
@@ -200,6 +197,37 @@ void combine_chunk(Pass pass, const Geom& g, int64_t g0, int64_t g1, const acc_t
       }
     }
   }
+}
+
+// Pass 2 of the batch variance: sums of (Z - mean)^2 per channel over fixed blocks of positions
+// (deterministic whatever the thread count), into sums rows kSqDevR / kSqDevM.
+template <typename acc_t>
+void squared_deviations(const acc_t* zr, const acc_t* zm, int64_t n_pos, int64_t d, const double* mean,
+                        double* sums) {
+  constexpr int64_t kBlock = 256;
+  const int64_t n_blocks = (n_pos + kBlock - 1) / kBlock;
+  std::vector<double> part(static_cast<size_t>(n_blocks * 2 * d), 0.0);
+  at::parallel_for(0, n_blocks, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      double* pr = part.data() + blk * 2 * d;
+      double* pm = pr + d;
+      const int64_t p1 = std::min(n_pos, (blk + 1) * kBlock);
+      for (int64_t p = blk * kBlock; p < p1; ++p) {
+        const acc_t* a = zr + p * d;
+        const acc_t* m = zm + p * d;
+        for (int64_t o = 0; o < d; ++o) {
+          const double vr = static_cast<double>(a[o]) - mean[o], vm = static_cast<double>(m[o]) - mean[d + o];
+          pr[o] += vr * vr;
+          pm[o] += vm * vm;
+        }
+      }
+    }
+  });
+  for (int64_t blk = 0; blk < n_blocks; ++blk)
+    for (int64_t o = 0; o < d; ++o) {
+      sums[kSqDevR * d + o] += part[blk * 2 * d + o];
+      sums[kSqDevM * d + o] += part[blk * 2 * d + d + o];
+    }
 }
 
 // dY rows (group, t_in, j) of a chunk: for tap kt the dZ of the output frame t_in reaches through it.
@@ -341,20 +369,30 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sme_stem_
                 std::vector<acc_t> tmp(2 * d);
                 combine_chunk<acc_t, out_t>(Pass::kEvalForward, g, g0, g1, yr, ym, bm, nullptr, nullptr,
                                             out.data_ptr<out_t>(), coefs.const_data_ptr<acc_t>(), nullptr, nullptr,
-                                            tmp.data());
+                                            nullptr, tmp.data());
               });
           return;
         }
         at::Tensor zr = at::empty({n_pos, d}, acc_opts), zm = at::empty({n_pos, d}, acc_opts);
-        at::Tensor partials = at::zeros({num_chunks(g), kNumFwdStats, d}, acc_opts.dtype(at::kDouble));
+        at::Tensor partials = at::zeros({num_chunks(g), 2, d}, acc_opts.dtype(at::kDouble));
         for_each_chunk<frame_t, acc_t>(
             c, frames, wr, wm, true, [&](int64_t ck, int64_t g0, int64_t g1, const at::Tensor&, const at::Tensor&,
                                          const acc_t* yr, const acc_t* ym) {
               combine_chunk<acc_t, out_t>(Pass::kTrainForward, g, g0, g1, yr, ym, bm, zr.data_ptr<acc_t>(),
                                           zm.data_ptr<acc_t>(), static_cast<out_t*>(nullptr), nullptr, nullptr,
-                                          partials[ck].data_ptr<double>(), nullptr);
+                                          nullptr, partials[ck].data_ptr<double>(), nullptr);
             });
-        const at::Tensor sums = reduce_partials(partials).contiguous();
+        // Sums in chunk order (deterministic), then the squared deviations around the batch means.
+        at::Tensor sums = at::zeros({kNumFwdStats, d}, acc_opts.dtype(at::kDouble));
+        sums.narrow(0, kSumZr, 2).copy_(partials.sum(0));
+        std::vector<double> mean(2 * d);
+        const double* sp = sums.const_data_ptr<double>();
+        for (int64_t o = 0; o < d; ++o) {
+          mean[o] = batch_mean(sp[kSumZr * d + o], n);
+          mean[d + o] = batch_mean(sp[kSumZm * d + o], n);
+        }
+        squared_deviations<acc_t>(zr.const_data_ptr<acc_t>(), zm.const_data_ptr<acc_t>(), n_pos, d, mean.data(),
+                                  sums.data_ptr<double>());
         finalise(sums.const_data_ptr<double>());
         // Normalise + fuse: one pass over the two Z buffers, parallel over positions.
         const acc_t* zrp = zr.const_data_ptr<acc_t>();
@@ -362,12 +400,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sme_stem_
         const acc_t* cf = coefs.const_data_ptr<acc_t>();
         out_t* op = out.data_ptr<out_t>();
         at::parallel_for(0, n_pos, 64, [&](int64_t p0, int64_t p1) {
+          const acc_t *mr = cf + kShiftR * d, *mm = cf + kShiftM * d;
           const acc_t *sr = cf + kScaleR * d, *sm = cf + kScaleM * d, *off = cf + kOffset * d;
           for (int64_t p = p0; p < p1; ++p) {
             const acc_t* a = zrp + p * d;
             const acc_t* m = zmp + p * d;
             out_t* dst = op + p * d;
-            for (int64_t o = 0; o < d; ++o) dst[o] = static_cast<out_t>(fused_output(a[o], m[o], sr[o], sm[o], off[o]));
+            for (int64_t o = 0; o < d; ++o)
+              dst[o] = static_cast<out_t>(fused_output(a[o], m[o], mr[o], mm[o], sr[o], sm[o], off[o]));
           }
         });
       });
@@ -416,14 +456,19 @@ sme_stem_backward_cpu(const at::Tensor& grad_out, const at::Tensor& frames, cons
     const acc_t* bm = bias_map.defined() ? bias_map.const_data_ptr<acc_t>() : nullptr;
     dispatch_frames(frames.scalar_type(), [&](auto* frame_tag) {
       using frame_t = std::remove_pointer_t<decltype(frame_tag)>;
-      // Pass 1: recompute Z; sums of g, g Z, Z per channel.
+      // Pass 1: recompute Z; sums of g, g (Z - shift), Z - shift per channel.
+      std::vector<double> centre(2 * d);
+      for (int64_t o = 0; o < d; ++o)
+        backward_shift<acc_t>(o, d, params.const_data_ptr<acc_t>(), stats.const_data_ptr<acc_t>(), centre[o],
+                              centre[d + o]);
       at::Tensor partials = at::zeros({num_chunks(g), kNumBwdStats, d}, acc_opts.dtype(at::kDouble));
       for_each_chunk<frame_t, acc_t>(
           c, frames, wr, wm, true, [&](int64_t ck, int64_t g0, int64_t g1, const at::Tensor&, const at::Tensor&,
                                        const acc_t* yr, const acc_t* ym) {
             combine_chunk<acc_t, acc_t>(Pass::kBackwardStats, g, g0, g1, yr, ym, bm, zr.data_ptr<acc_t>(),
                                         zm.data_ptr<acc_t>(), static_cast<acc_t*>(nullptr), nullptr,
-                                        grad.const_data_ptr<acc_t>(), partials[ck].data_ptr<double>(), nullptr);
+                                        grad.const_data_ptr<acc_t>(), centre.data(), partials[ck].data_ptr<double>(),
+                                        nullptr);
           });
       const at::Tensor sums = reduce_partials(partials).contiguous();
       for (int64_t o = 0; o < d; ++o)
@@ -437,15 +482,15 @@ sme_stem_backward_cpu(const at::Tensor& grad_out, const at::Tensor& frames, cons
         const acc_t* gp = grad.const_data_ptr<acc_t>();
         const acc_t* k = coefs.const_data_ptr<acc_t>();
         at::parallel_for(0, n_pos, 64, [&](int64_t p0, int64_t p1) {
-          const acc_t *k1r = k + kK1r * d, *k2r = k + kK2r * d, *k3r = k + kK3r * d;
-          const acc_t *k1m = k + kK1m * d, *k2m = k + kK2m * d, *k3m = k + kK3m * d;
+          const acc_t *k1r = k + kK1r * d, *k2r = k + kK2r * d, *k3r = k + kK3r * d, *cr = k + kBShiftR * d;
+          const acc_t *k1m = k + kK1m * d, *k2m = k + kK2m * d, *k3m = k + kK3m * d, *cm = k + kBShiftM * d;
           for (int64_t p = p0; p < p1; ++p) {
             acc_t* a = zrp + p * d;
             acc_t* m = zmp + p * d;
             const acc_t* gr = gp + p * d;
             for (int64_t o = 0; o < d; ++o) {
-              a[o] = bn_grad(gr[o], a[o], k1r[o], k2r[o], k3r[o]);
-              m[o] = bn_grad(gr[o], m[o], k1m[o], k2m[o], k3m[o]);
+              a[o] = bn_grad(gr[o], a[o], k1r[o], k2r[o], k3r[o], cr[o]);
+              m[o] = bn_grad(gr[o], m[o], k1m[o], k2m[o], k3m[o], cm[o]);
             }
           }
         });

@@ -147,12 +147,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sme_stem_
   } else {
     at::Tensor zr = at::empty({n_pos, d}, opts), zm = at::empty({n_pos, d}, opts);
     conv_pass(c, frames, wr, wm, bias_map, /*eval=*/false, &zr, &zm, nullptr, at::Tensor(), opts, stream);
+    // Batch statistics in two passes: sums -> means, then squared deviations around them.
     const int64_t n_split = n_split_for(n_pos);
-    at::Tensor partials = at::empty({n_split, kNumFwdStats, d}, opts.dtype(at::kDouble));
-    check(cuda::column_sums(zr.const_data_ptr(), zm.const_data_ptr(), nullptr, n_pos, d,
-                            partials.mutable_data_ptr<double>(), n_split, acc_type(c.acc), stream),
+    const auto dbl = opts.dtype(at::kDouble);
+    at::Tensor partials = at::empty({n_split, 2, d}, dbl);
+    check(cuda::column_sums(cuda::SumMode::kSums, zr.const_data_ptr(), zm.const_data_ptr(), nullptr, nullptr, n_pos,
+                            d, partials.mutable_data_ptr<double>(), n_split, acc_type(c.acc), stream),
           "column-sum kernel");
-    const at::Tensor sums = partials.sum(0).contiguous();
+    const at::Tensor sum_z = partials.sum(0);
+    const at::Tensor centre = (sum_z / n).contiguous();  // batch_mean(sum, n) of the shared math
+    check(cuda::column_sums(cuda::SumMode::kSqDev, zr.const_data_ptr(), zm.const_data_ptr(), nullptr,
+                            centre.const_data_ptr<double>(), n_pos, d, partials.mutable_data_ptr<double>(), n_split,
+                            acc_type(c.acc), stream),
+          "column-sum kernel");
+    const at::Tensor sums = at::cat({sum_z, partials.sum(0)}).contiguous();  // kSumZr, kSumZm, kSqDevR, kSqDevM
     check(cuda::forward_finalise(d, true, n, c.eps, c.alpha, sums.const_data_ptr<double>(), params.const_data_ptr(),
                                  stats.mutable_data_ptr(), coefs.mutable_data_ptr(), acc_type(c.acc), stream),
           "finalise kernel");
@@ -202,8 +210,14 @@ sme_stem_backward_cuda(const at::Tensor& grad_out, const at::Tensor& frames, con
   conv_pass(c, frames, wr, wm, bias_map, /*eval=*/false, &zr, &zm, nullptr, at::Tensor(), opts, stream);
   const int64_t n_split = n_split_for(n_pos);
   at::Tensor partials = at::empty({n_split, kNumBwdStats, d}, opts.dtype(at::kDouble));
-  check(cuda::column_sums(zr.const_data_ptr(), zm.const_data_ptr(), grad.const_data_ptr(), n_pos, d,
-                          partials.mutable_data_ptr<double>(), n_split, acc_type(c.acc), stream),
+  // backward_shift of the shared math: mean - bias per branch, in double.
+  const at::Tensor centre =
+      at::stack({stats[kMeanR].to(at::kDouble) - params[kBiasR].to(at::kDouble),
+                 stats[kMeanM].to(at::kDouble) - params[kBiasM].to(at::kDouble)})
+          .contiguous();
+  check(cuda::column_sums(cuda::SumMode::kBackward, zr.const_data_ptr(), zm.const_data_ptr(), grad.const_data_ptr(),
+                          centre.const_data_ptr<double>(), n_pos, d, partials.mutable_data_ptr<double>(), n_split,
+                          acc_type(c.acc), stream),
         "column-sum kernel");
   const at::Tensor sums = partials.sum(0).contiguous();
   check(cuda::backward_finalise(d, c.training, static_cast<double>(n_pos), c.eps, c.alpha,

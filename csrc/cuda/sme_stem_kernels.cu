@@ -106,8 +106,9 @@ __global__ void combine_kernel(bool eval, Geom g, int64_t g0, int64_t rows_out, 
         m += ym[idx];
       }
       if (eval) {
-        store_as<acc_t>(out + pos * d + o, fused_output(a, m, coefs[kScaleR * d + o], coefs[kScaleM * d + o],
-                                                        coefs[kOffset * d + o]));
+        store_as<acc_t>(out + pos * d + o,
+                        fused_output(a, m, coefs[kShiftR * d + o], coefs[kShiftM * d + o], coefs[kScaleR * d + o],
+                                     coefs[kScaleM * d + o], coefs[kOffset * d + o]));
       } else {
         zr[pos * d + o] = a;
         zm[pos * d + o] = m;
@@ -116,33 +117,37 @@ __global__ void combine_kernel(bool eval, Geom g, int64_t g0, int64_t rows_out, 
   }
 }
 
-// Column sums over positions in double: block (32 channels x 8 row lanes), grid (channel tiles, splits).
+// Column sums over positions in double (modes: see SumMode in sme_stem_launch.h).
+// Block (32 channels x 8 row lanes), grid (channel tiles, splits).
 template <typename acc_t>
-__global__ void column_sums_kernel(const acc_t* __restrict__ zr, const acc_t* __restrict__ zm,
-                                   const acc_t* __restrict__ grad, int64_t n_pos, int64_t d, double* partials) {
+__global__ void column_sums_kernel(int mode, const acc_t* __restrict__ zr, const acc_t* __restrict__ zm,
+                                   const acc_t* __restrict__ grad, const double* __restrict__ centre, int64_t n_pos,
+                                   int64_t d, double* partials) {
   constexpr int kLanes = 8, kMaxStats = kNumBwdStats;
   __shared__ double red[kLanes][kMaxStats][32];
   const int64_t o = blockIdx.x * 32 + threadIdx.x;
   const int64_t n_split = gridDim.y, split = blockIdx.y;
   const int64_t per = (n_pos + n_split - 1) / n_split, p0 = split * per;
   const int64_t p1 = p0 + per < n_pos ? p0 + per : n_pos;
-  const int n_stats = grad == nullptr ? kNumFwdStats : kNumBwdStats;
+  const int n_stats = mode == static_cast<int>(SumMode::kBackward) ? kNumBwdStats : 2;
   double acc[kMaxStats] = {0.0, 0.0, 0.0, 0.0, 0.0};
   if (o < d) {
+    const double cr = centre != nullptr ? centre[o] : 0.0, cm = centre != nullptr ? centre[d + o] : 0.0;
     for (int64_t p = p0 + threadIdx.y; p < p1; p += kLanes) {
-      const double a = static_cast<double>(zr[p * d + o]), m = static_cast<double>(zm[p * d + o]);
-      if (grad == nullptr) {
-        acc[kSumZr] += a;
-        acc[kSumZZr] += a * a;
-        acc[kSumZm] += m;
-        acc[kSumZZm] += m * m;
+      const double a = static_cast<double>(zr[p * d + o]) - cr, m = static_cast<double>(zm[p * d + o]) - cm;
+      if (mode == static_cast<int>(SumMode::kSums)) {
+        acc[0] += a;
+        acc[1] += m;
+      } else if (mode == static_cast<int>(SumMode::kSqDev)) {
+        acc[0] += a * a;
+        acc[1] += m * m;
       } else {
         const double gv = static_cast<double>(grad[p * d + o]);
         acc[kSumG] += gv;
         acc[kSumGZr] += gv * a;
         acc[kSumGZm] += gv * m;
-        acc[kSumZrB] += a;
-        acc[kSumZmB] += m;
+        acc[kSumZr0] += a;
+        acc[kSumZm0] += m;
       }
     }
   }
@@ -177,8 +182,8 @@ __global__ void normalise_kernel(const acc_t* __restrict__ zr, const acc_t* __re
                                  const acc_t* __restrict__ coefs, out_t* __restrict__ out, int64_t total, int64_t d) {
   for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
     const int64_t o = e % d;
-    store_as<acc_t>(out + e, fused_output(zr[e], zm[e], coefs[kScaleR * d + o], coefs[kScaleM * d + o],
-                                          coefs[kOffset * d + o]));
+    store_as<acc_t>(out + e, fused_output(zr[e], zm[e], coefs[kShiftR * d + o], coefs[kShiftM * d + o],
+                                          coefs[kScaleR * d + o], coefs[kScaleM * d + o], coefs[kOffset * d + o]));
   }
 }
 
@@ -188,8 +193,8 @@ __global__ void bn_grad_kernel(acc_t* zr, acc_t* zm, const acc_t* __restrict__ g
   for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
     const int64_t o = e % d;
     const acc_t gv = grad[e];
-    zr[e] = bn_grad(gv, zr[e], k[kK1r * d + o], k[kK2r * d + o], k[kK3r * d + o]);
-    zm[e] = bn_grad(gv, zm[e], k[kK1m * d + o], k[kK2m * d + o], k[kK3m * d + o]);
+    zr[e] = bn_grad(gv, zr[e], k[kK1r * d + o], k[kK2r * d + o], k[kK3r * d + o], k[kBShiftR * d + o]);
+    zm[e] = bn_grad(gv, zm[e], k[kK1m * d + o], k[kK2m * d + o], k[kK3m * d + o], k[kBShiftM * d + o]);
   }
 }
 
@@ -277,13 +282,14 @@ cudaError_t combine(bool eval, Geom g, int64_t g0, int64_t g1, const void* yr, c
   return cudaGetLastError();
 }
 
-cudaError_t column_sums(const void* zr, const void* zm, const void* grad, int64_t n_pos, int64_t d, double* partials,
-                        int64_t n_split, AccType at, cudaStream_t stream) {
+cudaError_t column_sums(SumMode mode, const void* zr, const void* zm, const void* grad, const double* centre,
+                        int64_t n_pos, int64_t d, double* partials, int64_t n_split, AccType at, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((d + 31) / 32), static_cast<unsigned>(n_split)), block(32, 8);
   with_acc(at, [&](auto* a) {
     using acc_t = strip<decltype(a)>;
-    column_sums_kernel<acc_t><<<grid, block, 0, stream>>>(static_cast<const acc_t*>(zr), static_cast<const acc_t*>(zm),
-                                                          static_cast<const acc_t*>(grad), n_pos, d, partials);
+    column_sums_kernel<acc_t><<<grid, block, 0, stream>>>(static_cast<int>(mode), static_cast<const acc_t*>(zr),
+                                                          static_cast<const acc_t*>(zm),
+                                                          static_cast<const acc_t*>(grad), centre, n_pos, d, partials);
   });
   return cudaGetLastError();
 }

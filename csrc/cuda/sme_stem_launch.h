@@ -30,10 +30,14 @@ cudaError_t gather(const void* frames, FrameType ft, Strides6 s, Geom g, int64_t
 cudaError_t combine(bool eval, Geom g, int64_t g0, int64_t g1, const void* yr, const void* ym, const void* bias_map,
                     void* zr, void* zm, void* out, OutType ot, const void* coefs, AccType at, cudaStream_t stream);
 
-// Per-channel partial sums over the n_pos positions, (n_split, n_stats, d) doubles.
-// grad == nullptr: forward sums (kNumFwdStats); else backward sums with the gradient (kNumBwdStats).
-cudaError_t column_sums(const void* zr, const void* zm, const void* grad, int64_t n_pos, int64_t d, double* partials,
-                        int64_t n_split, AccType at, cudaStream_t stream);
+// Per-channel partial sums over the n_pos positions into partials (n_split, n_stats, d) doubles:
+//   kSums:    sum Z_rgb, sum Z_mot                                             (2 stats)
+//   kSqDev:   sum (Z_rgb - c_r)^2, sum (Z_mot - c_m)^2                          (2 stats)
+//   kBackward: sum g, g (Z_rgb - c_r), g (Z_mot - c_m), Z_rgb - c_r, Z_mot - c_m (kNumBwdStats)
+// centre: (2, d) doubles (c_r, c_m), unused for kSums; grad only for kBackward.
+enum class SumMode : int { kSums = 0, kSqDev = 1, kBackward = 2 };
+cudaError_t column_sums(SumMode mode, const void* zr, const void* zm, const void* grad, const double* centre,
+                        int64_t n_pos, int64_t d, double* partials, int64_t n_split, AccType at, cudaStream_t stream);
 
 cudaError_t forward_finalise(int64_t d, bool training, double n, double eps, double alpha, const double* sums,
                              const void* params, void* stats, void* coefs, AccType at, cudaStream_t stream);
@@ -41,11 +45,11 @@ cudaError_t backward_finalise(int64_t d, bool training, double n, double eps, do
                               const void* params, const void* stats, void* grads, void* coefs, AccType at,
                               cudaStream_t stream);
 
-// out = Z_rgb * scale_r + Z_mot * scale_m + offset (training forward, after the statistics).
+// out = fused_output(Z_rgb, Z_mot, coefs) (training forward, after the statistics).
 cudaError_t normalise(const void* zr, const void* zm, const void* coefs, void* out, OutType ot, int64_t n_pos,
                       int64_t d, AccType at, cudaStream_t stream);
 
-// BatchNorm backward in place: Z -> dZ = k1 g + k2 Z + k3 for both branches.
+// BatchNorm backward in place: Z -> dZ = k1 g + k2 (Z - shift) + k3 for both branches.
 cudaError_t bn_grad(void* zr, void* zm, const void* grad, const void* coefs, int64_t n_pos, int64_t d, AccType at,
                     cudaStream_t stream);
 

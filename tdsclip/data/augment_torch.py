@@ -22,7 +22,9 @@ _SMOOTH = torch.tensor([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) / 13
 
 
 def _to_u8(x: torch.Tensor) -> torch.Tensor:
-    return torch.floor(x + 0.5).clamp_(0, 255).to(torch.uint8)
+    # Round half up and saturate (DALI's cast): after the clamp every value is >= 0, where the
+    # float->uint8 conversion's truncation is floor.
+    return (x + 0.5).clamp_(0, 255).to(torch.uint8)
 
 
 def resample_weights(length: int, r0: float, r1: float, out: int) -> tuple[int, torch.Tensor]:

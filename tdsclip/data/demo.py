@@ -161,7 +161,8 @@ def write_vp9(path: str, frames: np.ndarray, crf: int = 12, fps: int = FPS) -> N
 
     n, h, w, _ = frames.shape
     tmp = path + ".part"
-    with av.open(tmp, "w", format="webm") as c:
+    # bitexact: no random segment UID, so the same seed writes the same bytes
+    with av.open(tmp, "w", format="webm", container_options={"fflags": "+bitexact"}) as c:
         st = c.add_stream("libvpx-vp9", rate=fps)
         st.width, st.height, st.pix_fmt = w, h, "yuv420p"
         st.options = {"deadline": "realtime", "cpu-used": "8", "crf": str(crf), "b": "0", "threads": "1",

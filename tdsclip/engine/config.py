@@ -210,7 +210,8 @@ def from_dict(raw: dict) -> TrainConfig:
     cfg.optim.betas = [float(b) for b in cfg.optim.betas]
     if cfg.optim.warmup_epochs < 0 or cfg.optim.warmup_epochs > cfg.optim.epochs:
         raise ValueError(f"optim.warmup_epochs must be in [0, optim.epochs={cfg.optim.epochs}], "
-                         f"got {cfg.optim.warmup_epochs}")
+                         f"got {cfg.optim.warmup_epochs} (shortening a run? set both, e.g. --epochs 2 "
+                         "optim.warmup_epochs=0.5)")
     if cfg.data.batch_size % cfg.data.repeated_aug:
         raise ValueError(f"data.batch_size ({cfg.data.batch_size}) must be a multiple of data.repeated_aug "
                          f"({cfg.data.repeated_aug}): each video fills repeated_aug slots of the batch")

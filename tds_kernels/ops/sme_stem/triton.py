@@ -102,10 +102,7 @@ def _conv_kernel(f_ptr, wr_ptr, wm_ptr, zr_ptr, zm_ptr, out_ptr, coef_ptr, M, D,
     mask = (rows[:, None] < M) & (cols[None, :] < D)
     idx = rows[:, None].to(tl.int64) * D + cols[None, :]
     if EVAL:
-        sr = tl.load(coef_ptr + cols, mask=cols < D, other=0.0)
-        sm = tl.load(coef_ptr + D + cols, mask=cols < D, other=0.0)
-        off = tl.load(coef_ptr + 2 * D + cols, mask=cols < D, other=0.0)
-        y = acc_r * sr[None, :] + acc_m * sm[None, :] + off[None, :]
+        y = _fused(acc_r, acc_m, coef_ptr, cols, cols < D, D)
         tl.store(out_ptr + idx, y.to(out_ptr.dtype.element_ty), mask=mask)
     else:
         tl.store(zr_ptr + idx, acc_r, mask=mask)
@@ -113,55 +110,72 @@ def _conv_kernel(f_ptr, wr_ptr, wm_ptr, zr_ptr, zm_ptr, out_ptr, coef_ptr, M, D,
 
 
 @triton.jit
-def _column_sums_kernel(zr_ptr, zm_ptr, g_ptr, part_ptr, M, D, WITH_GRAD: tl.constexpr, ACC: tl.constexpr,
+def _column_sums_kernel(zr_ptr, zm_ptr, g_ptr, c_ptr, part_ptr, M, D, MODE: tl.constexpr, ACC: tl.constexpr,
                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-    """Partial per-channel sums of one row block: forward (z_r, z_r^2, z_m, z_m^2) or, with the
-    gradient, (g, g z_r, g z_m, z_r, z_m). part: (row blocks, n_stats, D)."""
+    """Partial per-channel sums of one row block into part (row blocks, n_stats, D), around the centres
+    c (2, D) (c_r, c_m): MODE 0: (z_r, z_m); 1: ((z_r - c_r)^2, (z_m - c_m)^2);
+    2: (g, g (z_r - c_r), g (z_m - c_m), z_r - c_r, z_m - c_m)."""
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    mask = (rows[:, None] < M) & (cols[None, :] < D)
+    cm = cols < D
+    mask = (rows[:, None] < M) & cm[None, :]
     idx = rows[:, None].to(tl.int64) * D + cols[None, :]
     zr = tl.load(zr_ptr + idx, mask=mask, other=0.0).to(ACC)
     zm = tl.load(zm_ptr + idx, mask=mask, other=0.0).to(ACC)
-    cm = cols < D
-    if WITH_GRAD:
-        g = tl.load(g_ptr + idx, mask=mask, other=0.0).to(ACC)
-        base = part_ptr + pid_m * 5 * D + cols
-        tl.store(base, tl.sum(g, axis=0), mask=cm)
-        tl.store(base + D, tl.sum(g * zr, axis=0), mask=cm)
-        tl.store(base + 2 * D, tl.sum(g * zm, axis=0), mask=cm)
-        tl.store(base + 3 * D, tl.sum(zr, axis=0), mask=cm)
-        tl.store(base + 4 * D, tl.sum(zm, axis=0), mask=cm)
-    else:
-        base = part_ptr + pid_m * 4 * D + cols
+    if MODE == 0:
+        base = part_ptr + pid_m * 2 * D + cols
         tl.store(base, tl.sum(zr, axis=0), mask=cm)
-        tl.store(base + D, tl.sum(zr * zr, axis=0), mask=cm)
-        tl.store(base + 2 * D, tl.sum(zm, axis=0), mask=cm)
-        tl.store(base + 3 * D, tl.sum(zm * zm, axis=0), mask=cm)
+        tl.store(base + D, tl.sum(zm, axis=0), mask=cm)
+    else:
+        c_r = tl.load(c_ptr + cols, mask=cm, other=0.0).to(ACC)
+        c_m = tl.load(c_ptr + D + cols, mask=cm, other=0.0).to(ACC)
+        ar = tl.where(mask, zr - c_r[None, :], 0.0)
+        am = tl.where(mask, zm - c_m[None, :], 0.0)
+        if MODE == 1:
+            base = part_ptr + pid_m * 2 * D + cols
+            tl.store(base, tl.sum(ar * ar, axis=0), mask=cm)
+            tl.store(base + D, tl.sum(am * am, axis=0), mask=cm)
+        else:
+            g = tl.load(g_ptr + idx, mask=mask, other=0.0).to(ACC)
+            base = part_ptr + pid_m * 5 * D + cols
+            tl.store(base, tl.sum(g, axis=0), mask=cm)
+            tl.store(base + D, tl.sum(g * ar, axis=0), mask=cm)
+            tl.store(base + 2 * D, tl.sum(g * am, axis=0), mask=cm)
+            tl.store(base + 3 * D, tl.sum(ar, axis=0), mask=cm)
+            tl.store(base + 4 * D, tl.sum(am, axis=0), mask=cm)
 
 
 @triton.jit
 def _normalise_kernel(zr_ptr, zm_ptr, coef_ptr, out_ptr, M, D, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """out = (z_r - shift_r) scale_r + (z_m - shift_m) scale_m + offset; coef (5, D) in that order."""
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    mask = (rows[:, None] < M) & (cols[None, :] < D)
+    cm = cols < D
+    mask = (rows[:, None] < M) & cm[None, :]
     idx = rows[:, None].to(tl.int64) * D + cols[None, :]
-    sr = tl.load(coef_ptr + cols, mask=cols < D, other=0.0)
-    sm = tl.load(coef_ptr + D + cols, mask=cols < D, other=0.0)
-    off = tl.load(coef_ptr + 2 * D + cols, mask=cols < D, other=0.0)
-    zr = tl.load(zr_ptr + idx, mask=mask, other=0.0)
-    zm = tl.load(zm_ptr + idx, mask=mask, other=0.0)
-    y = zr * sr[None, :] + zm * sm[None, :] + off[None, :]
+    y = _fused(tl.load(zr_ptr + idx, mask=mask, other=0.0), tl.load(zm_ptr + idx, mask=mask, other=0.0), coef_ptr,
+               cols, cm, D)
     tl.store(out_ptr + idx, y.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
+def _fused(zr, zm, coef_ptr, cols, cm, D):
+    shift_r = tl.load(coef_ptr + cols, mask=cm, other=0.0)[None, :]
+    shift_m = tl.load(coef_ptr + D + cols, mask=cm, other=0.0)[None, :]
+    scale_r = tl.load(coef_ptr + 2 * D + cols, mask=cm, other=0.0)[None, :]
+    scale_m = tl.load(coef_ptr + 3 * D + cols, mask=cm, other=0.0)[None, :]
+    offset = tl.load(coef_ptr + 4 * D + cols, mask=cm, other=0.0)[None, :]
+    return (zr - shift_r) * scale_r + (zm - shift_m) * scale_m + offset
+
+
+@triton.jit
 def _bn_grad_kernel(zr_ptr, zm_ptr, g_ptr, k_ptr, M, D, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-    """In place: Z -> dZ = k1 g + k2 Z + k3 for both branches (k: (6, D) = k1r, k2r, k3r, k1m, k2m, k3m)."""
+    """In place: Z -> dZ = k1 g + k2 (Z - shift) + k3 for both branches
+    (k: (8, D) = k1r, k2r, k3r, shift_r, k1m, k2m, k3m, shift_m)."""
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -175,11 +189,13 @@ def _bn_grad_kernel(zr_ptr, zm_ptr, g_ptr, k_ptr, M, D, BLOCK_M: tl.constexpr, B
     k1r = tl.load(k_ptr + cols, mask=cm, other=0.0)[None, :]
     k2r = tl.load(k_ptr + D + cols, mask=cm, other=0.0)[None, :]
     k3r = tl.load(k_ptr + 2 * D + cols, mask=cm, other=0.0)[None, :]
-    k1m = tl.load(k_ptr + 3 * D + cols, mask=cm, other=0.0)[None, :]
-    k2m = tl.load(k_ptr + 4 * D + cols, mask=cm, other=0.0)[None, :]
-    k3m = tl.load(k_ptr + 5 * D + cols, mask=cm, other=0.0)[None, :]
-    tl.store(zr_ptr + idx, k1r * g + k2r * zr + k3r, mask=mask)
-    tl.store(zm_ptr + idx, k1m * g + k2m * zm + k3m, mask=mask)
+    c_r = tl.load(k_ptr + 3 * D + cols, mask=cm, other=0.0)[None, :]
+    k1m = tl.load(k_ptr + 4 * D + cols, mask=cm, other=0.0)[None, :]
+    k2m = tl.load(k_ptr + 5 * D + cols, mask=cm, other=0.0)[None, :]
+    k3m = tl.load(k_ptr + 6 * D + cols, mask=cm, other=0.0)[None, :]
+    c_m = tl.load(k_ptr + 7 * D + cols, mask=cm, other=0.0)[None, :]
+    tl.store(zr_ptr + idx, k1r * g + k2r * (zr - c_r) + k3r, mask=mask)
+    tl.store(zm_ptr + idx, k1m * g + k2m * (zm - c_m) + k3m, mask=mask)
 
 
 @triton.jit
@@ -254,39 +270,37 @@ def _conv(frames, w_rgb, w_mot, g, pixel_mean, pixel_std, acc, eval_coefs=None, 
     return zr, zm
 
 
-def _column_sums(zr, zm, grad, acc):
+def _column_sums(mode, zr, zm, grad, centre, acc):
+    """Per-channel sums (see _column_sums_kernel), block partials combined in float64: (n_stats, d)."""
     M, d = zr.shape
     BM, BN = 64, max(16, min(64, triton.next_power_of_2(d)))
     n_blocks = triton.cdiv(M, BM)
-    n_stats = 4 if grad is None else 5
-    part = torch.empty((n_blocks, n_stats, d), dtype=acc, device=zr.device)
-    _column_sums_kernel[(n_blocks, triton.cdiv(d, BN))](zr, zm, grad if grad is not None else zr, part, M, d,
-                                                        WITH_GRAD=grad is not None, ACC=_TL[acc], BLOCK_M=BM,
-                                                        BLOCK_N=BN)
-    return part.to(torch.float64).sum(0)  # block partials combined in float64
+    part = torch.empty((n_blocks, 5 if mode == 2 else 2, d), dtype=acc, device=zr.device)
+    c = centre.to(acc).contiguous() if centre is not None else zr
+    _column_sums_kernel[(n_blocks, triton.cdiv(d, BN))](zr, zm, grad if grad is not None else zr, c, part, M, d,
+                                                        MODE=mode, ACC=_TL[acc], BLOCK_M=BM, BLOCK_N=BN)
+    return part.to(torch.float64).sum(0)
 
 
 def _vec(t, d, like):
     return torch.zeros(d, dtype=torch.float64, device=like.device) if t is None or t.numel() == 0 else t.double()
 
 
-def _forward_coefs(training, sums, n, eps, alpha, b_rgb, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot, rm_r, rv_r,
-                   rm_m, rv_m, d, like):
+def _forward_coefs(training, sum_z, sq_dev, n, eps, alpha, b_rgb, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot,
+                   running, d, like):
     """Mirror of forward_channel (csrc/common/sme_stem_math.h) over all channels, in float64."""
     bias_r, bias_m = _vec(b_rgb, d, like), _vec(b_mot, d, like)
     if training:
-        mean_zr, mean_zm = sums[0] / n, sums[2] / n
-        var_r = (sums[1] / n - mean_zr ** 2).clamp_min(0.0)
-        var_m = (sums[3] / n - mean_zm ** 2).clamp_min(0.0)
-        mean_r, mean_m, shift_r, shift_m = mean_zr + bias_r, mean_zm + bias_m, mean_zr, mean_zm
+        shift_r, shift_m = sum_z[0] / n, sum_z[1] / n
+        mean_r, mean_m = shift_r + bias_r, shift_m + bias_m
+        var_r, var_m = sq_dev[0] / n, sq_dev[1] / n
     else:
-        mean_r, var_r, mean_m, var_m = rm_r.double(), rv_r.double(), rm_m.double(), rv_m.double()
+        mean_r, var_r, mean_m, var_m = (t.double() for t in running)
         shift_r, shift_m = mean_r - bias_r, mean_m - bias_m
     rstd_r, rstd_m = (var_r + eps).rsqrt(), (var_m + eps).rsqrt()
-    scale_r = gamma_rgb.double() * rstd_r
-    scale_m = alpha * gamma_mot.double() * rstd_m
-    offset = beta_rgb.double() - shift_r * scale_r + alpha * beta_mot.double() - shift_m * scale_m
-    return (mean_r, var_r, mean_m, var_m), torch.stack([scale_r, scale_m, offset])
+    coefs = torch.stack([shift_r, shift_m, gamma_rgb.double() * rstd_r, alpha * gamma_mot.double() * rstd_m,
+                         beta_rgb.double() + alpha * beta_mot.double()])
+    return (mean_r, var_r, mean_m, var_m), coefs
 
 
 def forward(frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot, running_mean_rgb,
@@ -298,16 +312,17 @@ def forward(frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_mot, 
     out = empty((g.B, g.T_out, g.h * g.w, d), dtype=out_dtype(frames.dtype, w_rgb.dtype), device=dev)
     if training:
         zr, zm = _conv(frames, w_rgb, w_mot, g, pixel_mean, pixel_std, acc)
-        sums = _column_sums(zr, zm, None, acc)
-        stats, coefs = _forward_coefs(True, sums, float(M), eps, alpha, b_rgb, b_mot, gamma_rgb, beta_rgb, gamma_mot,
-                                      beta_mot, None, None, None, None, d, zr)
+        sum_z = _column_sums(0, zr, zm, None, None, acc)
+        sq_dev = _column_sums(1, zr, zm, None, sum_z / M, acc)  # two-pass variance around the batch means
+        stats, coefs = _forward_coefs(True, sum_z, sq_dev, float(M), eps, alpha, b_rgb, b_mot, gamma_rgb, beta_rgb,
+                                      gamma_mot, beta_mot, None, d, zr)
         coefs = coefs.to(acc).contiguous()
         BM, BN = 32, max(16, min(64, triton.next_power_of_2(d)))
         _normalise_kernel[(triton.cdiv(M, BM), triton.cdiv(d, BN))](zr, zm, coefs, out, M, d, BLOCK_M=BM, BLOCK_N=BN)
     else:
-        stats, coefs = _forward_coefs(False, None, float(M), eps, alpha, b_rgb, b_mot, gamma_rgb, beta_rgb, gamma_mot,
-                                      beta_mot, running_mean_rgb, running_var_rgb, running_mean_mot, running_var_mot,
-                                      d, out)
+        running = (running_mean_rgb, running_var_rgb, running_mean_mot, running_var_mot)
+        stats, coefs = _forward_coefs(False, None, None, float(M), eps, alpha, b_rgb, b_mot, gamma_rgb, beta_rgb,
+                                      gamma_mot, beta_mot, running, d, out)
         _conv(frames, w_rgb, w_mot, g, pixel_mean, pixel_std, acc, eval_coefs=coefs.to(acc).contiguous(), out=out)
     return (out,) + tuple(s.to(acc, copy=True) for s in stats)  # fresh tensors: outputs never alias inputs
 
@@ -319,26 +334,26 @@ def backward(grad_out, frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, 
     M, d, n = g.B * g.T_out * g.h * g.w, g.d, float(g.B * g.T_out * g.h * g.w)
     grad = grad_out.to(acc).contiguous().view(M, d)
     zr, zm = _conv(frames, w_rgb, w_mot, g, pixel_mean, pixel_std, acc)  # recompute (nothing else was saved)
-    sums = _column_sums(zr, zm, grad, acc)
-    sum_g, sum_gzr, sum_gzm, sum_zr, sum_zm = sums
     bias_r, bias_m = _vec(b_rgb, d, zr), _vec(b_mot, d, zr)
+    centre = torch.stack([mean_rgb.double() - bias_r, mean_mot.double() - bias_m])  # backward_shift
+    sum_g, sum_gzr, sum_gzm, sum_zr, sum_zm = _column_sums(2, zr, zm, grad, centre, acc)
 
     # Mirror of bn_backward_channel (csrc/common/sme_stem_math.h), float64 per channel.
-    def branch(wt, gamma, mean, var, bias, sum_gz, sum_z):
-        shift, rstd = mean.double() - bias, (var.double() + eps).rsqrt()
-        sum_g_xhat = rstd * (sum_gz - shift * sum_g)
+    def branch(wt, gamma, var, sum_gz, sum_z):
+        rstd = (var.double() + eps).rsqrt()
+        sum_g_xhat = rstd * sum_gz
         k1 = wt * gamma.double() * rstd
         if training:
             k2 = -k1 * rstd * sum_g_xhat / n
-            k3 = -k1 * sum_g / n - k2 * shift
+            k3 = -k1 * sum_g / n
         else:
             k2 = torch.zeros_like(k1)
             k3 = torch.zeros_like(k1)
-        return wt * sum_g_xhat, wt * sum_g, k1 * sum_g + k2 * sum_z + k3 * n, (k1, k2, k3)
+        return wt * sum_g_xhat, wt * sum_g, k1 * sum_g + k2 * sum_z + k3 * n, [k1, k2, k3]
 
-    dg_r, db_r, dbias_r, k_r = branch(1.0, gamma_rgb, mean_rgb, var_rgb, bias_r, sum_gzr, sum_zr)
-    dg_m, db_m, dbias_m, k_m = branch(alpha, gamma_mot, mean_mot, var_mot, bias_m, sum_gzm, sum_zm)
-    coefs = torch.stack(list(k_r) + list(k_m)).to(acc).contiguous()
+    dg_r, db_r, dbias_r, k_r = branch(1.0, gamma_rgb, var_rgb, sum_gzr, sum_zr)
+    dg_m, db_m, dbias_m, k_m = branch(alpha, gamma_mot, var_mot, sum_gzm, sum_zm)
+    coefs = torch.stack(k_r + [centre[0]] + k_m + [centre[1]]).to(acc).contiguous()
     BM, BN = 32, max(16, min(64, triton.next_power_of_2(d)))
     _bn_grad_kernel[(triton.cdiv(M, BM), triton.cdiv(d, BN))](zr, zm, grad, coefs, M, d, BLOCK_M=BM, BLOCK_N=BN)
 
