@@ -10,8 +10,8 @@ import tds_kernels
 from tdsclip.config import TINY_VISION_CFG
 from tdsclip.model import FrozenViT, build_model
 from tdsclip.model.backbone import normalise_images
-from tdsclip.model.layers import (TokenBatchNorm, lean_gelu_linear, lean_layernorm_linear, pointwise,
-                                  temporal_dwconv)
+from tdsclip.model.layers import (TokenBatchNorm, lean_batchnorm_linear, lean_gelu_linear, lean_layernorm_linear,
+                                  pointwise, temporal_dwconv)
 from tdsclip.model.side_network import SideBlock, side_attention
 from tdsclip.model.summary import saved_tensor_recorder
 from test_model_utils import (bn_train, cls_shift_direct, make_clips, max_diff_direct, side_block_direct,
@@ -177,52 +177,66 @@ def test_position_embedding_never_reaches_the_residual(backend):
     torch.testing.assert_close(a, s + blk.td_adapter(blk.temporal_branch(s)))
 
 
-def test_lean_functions_match_plain_autograd_and_keep_less():
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_lean_functions_match_plain_autograd_and_keep_less(train):
+    torch.manual_seed(0)
     ln, lin = nn.LayerNorm(32).double(), nn.Linear(32, 16).double()
-    fc = nn.Linear(64, 16).double()
+    bn, fc1, fc2 = TokenBatchNorm(24).double(), nn.Linear(24, 64).double(), nn.Linear(64, 16).double()
     with torch.no_grad():
-        ln.weight.uniform_(0.5, 1.5), ln.bias.uniform_(-1, 1)
-    x = torch.randn(3, 5, 32, dtype=torch.float64)
-    h = torch.randn(3, 5, 64, dtype=torch.float64, requires_grad=True)
+        for norm in (ln, bn):
+            norm.weight.uniform_(-1.5, 1.5), norm.bias.uniform_(-1, 1)
+        bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2)
+    bn.train(train)
+    x = torch.randn(3, 5, 32, dtype=torch.float64)  # a frozen input
+    s0 = torch.randn(3, 5, 24, dtype=torch.float64) * 3 + 1
     g1, g2 = torch.randn(3, 5, 16, dtype=torch.float64), torch.randn(3, 5, 16, dtype=torch.float64)
-    params = [ln.weight, ln.bias, lin.weight, lin.bias, fc.weight, fc.bias]
+    modules = nn.ModuleList([ln, lin, bn, fc1, fc2])
 
     def run(lean):
-        for p in params:
-            p.grad = None
-        h.grad = None
-        with saved_tensor_recorder(nn.ModuleList([ln, lin, fc])) as rec:
+        modules.zero_grad(set_to_none=True)
+        state = copy.deepcopy(bn.state_dict())
+        s = s0.clone().requires_grad_()
+        with saved_tensor_recorder(modules) as rec:
             a = lean_layernorm_linear(x, ln, lin) if lean else lin(ln(x))
-            b = lean_gelu_linear(h, fc) if lean else fc(F.gelu(h))
+            if lean:
+                b = lean_gelu_linear(lean_batchnorm_linear(s, bn, fc1.weight, fc1.bias), fc2)
+            else:
+                b = fc2(F.gelu(fc1(bn(s))))
         ((a * g1).sum() + (b * g2).sum()).backward()
-        return a, b, [p.grad.clone() for p in params] + [h.grad.clone()], rec["bytes"]
+        stats = copy.deepcopy(bn.state_dict())
+        bn.load_state_dict(state)
+        return [a, b, s.grad] + [p.grad.clone() for p in modules.parameters()], stats, rec["bytes"]
 
-    a0, b0, grads0, bytes0 = run(False)
-    a1, b1, grads1, bytes1 = run(True)
-    torch.testing.assert_close(a1, a0), torch.testing.assert_close(b1, b0)
-    for g0, g1_ in zip(grads0, grads1):
-        torch.testing.assert_close(g1_, g0)
+    plain, stats0, bytes0 = run(False)
+    lean, stats1, bytes1 = run(True)
+    for p, l in zip(plain, lean):
+        torch.testing.assert_close(l, p)
+    for k in stats0:
+        torch.testing.assert_close(stats1[k], stats0[k], msg=k)
     assert bytes1 < bytes0 * 0.6, (bytes1, bytes0)
 
 
 def test_lean_functions_under_bf16_autocast_follow_plain_autocast():
     torch.manual_seed(0)
     ln, lin, fc = nn.LayerNorm(64), nn.Linear(64, 32), nn.Linear(128, 32)
+    bn, fc1 = TokenBatchNorm(32), nn.Linear(32, 128)
     x = torch.randn(4, 7, 64)
-    h0 = torch.randn(4, 7, 128)
+    s0 = torch.randn(4, 7, 32)
+    modules = nn.ModuleList([ln, lin, fc, bn, fc1])
     outs = {}
     for lean in (False, True):
-        h = h0.clone().requires_grad_()
-        for p in list(ln.parameters()) + list(lin.parameters()) + list(fc.parameters()):
-            p.grad = None
+        s = s0.clone().requires_grad_()
+        modules.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             a = lean_layernorm_linear(x, ln, lin) if lean else lin(ln(x))
-            b = lean_gelu_linear(h.bfloat16(), fc) if lean else fc(F.gelu(h.bfloat16()))
-        assert a.dtype == b.dtype == torch.bfloat16
+            sb = s.bfloat16()  # the side stream is bf16 under autocast
+            h = lean_batchnorm_linear(sb, bn, fc1.weight, fc1.bias) if lean else fc1(bn(sb))
+            b = lean_gelu_linear(h, fc) if lean else fc(F.gelu(h))
+        assert a.dtype == b.dtype == h.dtype == torch.bfloat16
         (a.float().sum() + b.float().square().sum()).backward()
-        outs[lean] = [a.float(), b.float(), ln.weight.grad, lin.weight.grad, fc.weight.grad, h.grad]
+        outs[lean] = [a.float(), b.float(), s.grad] + [p.grad for p in modules.parameters()]
     for p, l in zip(outs[False], outs[True]):
-        torch.testing.assert_close(l, p, rtol=2e-2, atol=2e-2 * p.abs().max().item())
+        torch.testing.assert_close(l, p, rtol=3e-2, atol=3e-2 * p.abs().max().item())
 
 
 @pytest.mark.parametrize("padding, conv_padding", [("published", (1, 1, 1)), ("aligned", (1, 0, 0))])

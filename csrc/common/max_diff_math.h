@@ -45,11 +45,13 @@ TDS_HD inline acc_t mix(acc_t m, acc_t mean) {
   return acc_t(0.5) * m + acc_t(0.5) * mean;
 }
 
-// Gradient routing: window s hands its gradient G[s] to its argmax frame; frame t subtracts it.
-// Both kernels subtract in ascending s, so CPU and GPU round the same way.
+// Gradient routing: window s hands its gradient G[s] to its argmax frame, which subtracts it; this
+// is the share of G[s] that frame t receives. Both kernels subtract in ascending s (dx -= share), so
+// CPU and GPU round the same way. Returning the operand rather than the difference keeps the CPU
+// loop a select + subtract that gcc vectorises (a conditional subtract becomes a branch).
 template <typename acc_t>
-TDS_HD inline acc_t route(acc_t acc, int argmax_s, int t, acc_t g_s) {
-  return argmax_s == t ? acc - g_s : acc;
+TDS_HD inline acc_t routed(int argmax_s, int t, acc_t g_s) {
+  return argmax_s == t ? g_s : acc_t(0);
 }
 
 }  // namespace max_diff

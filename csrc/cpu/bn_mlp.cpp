@@ -354,7 +354,8 @@ void gelu_cpu(const at::Tensor& h, at::Tensor& a) {
     scalar_t* pa = a.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, n, kElemGrain, [&](int64_t i0, int64_t i1) {
       if constexpr (std::is_same_v<scalar_t, float>) {
-        gelu_f32(ph + i0, pa + i0, i1 - i0);
+        // (the dispatch lambda is no template: the cast keeps the other dtypes' branch compiling)
+        gelu_f32(reinterpret_cast<const float*>(ph) + i0, reinterpret_cast<float*>(pa) + i0, i1 - i0);
       } else if constexpr (std::is_same_v<scalar_t, double>) {
         for (int64_t i = i0; i < i1; ++i) pa[i] = gelu(ph[i]);
       } else {
@@ -372,7 +373,7 @@ void gelu_backward_cpu(at::Tensor& ga, const at::Tensor& h) {
     scalar_t* pg = ga.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, n, kElemGrain, [&](int64_t i0, int64_t i1) {
       if constexpr (std::is_same_v<scalar_t, float>) {
-        gelu_backward_f32(pg + i0, ph + i0, i1 - i0);
+        gelu_backward_f32(reinterpret_cast<float*>(pg) + i0, reinterpret_cast<const float*>(ph) + i0, i1 - i0);
       } else if constexpr (std::is_same_v<scalar_t, double>) {
         for (int64_t i = i0; i < i1; ++i) pg[i] *= gelu_grad(ph[i]);
       } else {

@@ -178,7 +178,10 @@ void backward_kernel(const scalar_t* g, const scalar_t* x, scalar_t* dx, int64_t
         const acc_t* gs = G[s];
         for (int t = lo; t <= hi; ++t) {
           acc_t* a = acc[t];
-          for (int64_t j = 0; j < L; ++j) a[j] = route(a[j], arg[j], t, gs[j]);
+          for (int64_t j = 0; j < L; ++j) {
+            const acc_t gv = gs[j];  // loaded unconditionally: keeps the loop branch-free
+            a[j] -= routed(arg[j], t, gv);
+          }
         }
       }
       if constexpr (!same)

@@ -210,7 +210,7 @@ __global__ void bwd_kernel(const scalar_t* __restrict__ g, const scalar_t* __res
       acc_t G[VEC];
       load_g<scalar_t, VEC>(gb, gmean_b, frame, N, j, n, s, G);
 #pragma unroll
-      for (int i = 0; i < VEC; ++i) acc[i] = route(acc[i], arg[i], t, G[i]);
+      for (int i = 0; i < VEC; ++i) acc[i] -= routed(arg[i], t, G[i]);
     }
     store_vec<scalar_t, VEC>(dx + b * T * frame + t * frame + j, acc);
   }

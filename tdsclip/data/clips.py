@@ -91,9 +91,15 @@ def prepare_item(spec: ClipSpec, dataset: VideoDataset, flip_map: np.ndarray, me
 
 
 def host_clips(item: Item, num_segments: int, frame_template: str, threads: int = 1) -> torch.Tensor:
-    """Decode (PyAV / image files) and augment (torch) one item: uint8 (copies, T, W, 3, S, S)."""
-    frames = read_clip(item.record, item.frames, frame_template, threads)
-    out = torch.stack([apply_plan(frames, p) for p in item.plans])
+    """Decode (PyAV / image files) and augment (torch) one item: uint8 (copies, T, W, 3, S, S).
+
+    Each distinct frame is decoded and augmented once and then put in clip order (every op works
+    frame by frame, so this equals augmenting the repeated frames of clamped windows one by one).
+    """
+    distinct, order = np.unique(item.frames, return_inverse=True)
+    frames = read_clip(item.record, distinct, frame_template, threads)
+    order = torch.from_numpy(order.reshape(-1))
+    out = torch.stack([apply_plan(frames, p)[order] for p in item.plans])
     c, f, ch, h, w = out.shape
     return out.view(c, num_segments, f // num_segments, ch, h, w)
 

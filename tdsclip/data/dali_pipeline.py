@@ -1,11 +1,16 @@
 """NVIDIA DALI path: decode each clip's 5*T frame list and apply its ``ClipPlan``s in one graph.
 
-Per sample the graph gets the encoded file bytes, the frame index list (``fn.decoders.video``'s
-``frames=``, with edge padding), and one packed plan per augmented copy (``ClipPlan.pack``).
-The frames are decoded once; each copy then goes through
+Per sample the graph gets the encoded file bytes, the clip's *distinct* frame indices in
+increasing order (``fn.decoders.video``'s ``frames=``, with edge padding), the clip's frame order
+as positions in that list, and one packed plan per augmented copy (``ClipPlan.pack``). Decoding
+each needed frame once, in order, is ~3.5x faster than handing DALI the clip's list with its
+repeats (measured: 0.25 s vs 0.9 s for 16 demo clips). The frames are decoded once; each copy
+then goes through
 
     resize with ROI (crop + resize + flip in one resampling)
     -> op slot 1 .. op slot S (per-sample kind chosen with DALI conditionals)
+    -> frames put in clip order (fn.sequence_rearrange; every op is per frame, so
+       augmenting a repeated frame once is the same as augmenting each copy)
     -> transpose to FCHW,
 
 so repeated augmentation costs one decode. On a GPU the decoder runs as ``device="mixed"``
@@ -120,7 +125,8 @@ def build_pipeline(*, batch_size: int, copies: int, num_slots: int, size: int, g
             video = fn.external_source(name="video", dtype=types.UINT8, ndim=4, layout="FHWC", device=device)
         else:
             enc = fn.external_source(name="enc", dtype=types.UINT8, ndim=1)
-            frames = fn.external_source(name="frames", dtype=types.INT32, ndim=1)
+            frames = fn.external_source(name="frames", dtype=types.INT32, ndim=1)  # distinct, increasing
+            order = fn.external_source(name="order", dtype=types.INT32, ndim=1)  # clip order, as positions
             video = fn.decoders.video(enc, frames=frames, device="mixed" if gpu else "cpu", pad_mode="edge")
         ops = _Ops(device)
         outs = []
@@ -134,6 +140,8 @@ def build_pipeline(*, batch_size: int, copies: int, num_slots: int, size: int, g
                 kind = fn.cast(plan[b], dtype=types.INT32)
                 x = ops.select(0, NUM_KINDS - 1, kind, x, plan[b + 1], fn.reshape(plan[b + 2: b + 8], shape=[2, 3]))
                 x = _fhwc(x)
+            if not decoded_input:
+                x = fn.sequence_rearrange(x, new_order=order)
             outs.append(fn.transpose(x, perm=[0, 3, 1, 2]))
         return tuple(outs)
 
@@ -160,10 +168,12 @@ class DaliClipRunner:
         self.pipe = build_pipeline(**self._kw)
 
     def run(self, encoded: list, frames: list, plans: list) -> list:
-        """encoded: B uint8 arrays; frames: B int arrays; plans: ``copies`` lists of B float32 packed plans."""
+        """encoded: B uint8 arrays; frames: B int arrays (clip order); plans: ``copies`` lists of B packed plans."""
+        distinct, order = zip(*(np.unique(np.asarray(f), return_inverse=True) for f in frames))
         try:
             self.pipe.feed_input("enc", encoded)
-            self.pipe.feed_input("frames", [np.asarray(f, np.int32) for f in frames])
+            self.pipe.feed_input("frames", [d.astype(np.int32) for d in distinct])
+            self.pipe.feed_input("order", [o.astype(np.int32).reshape(-1) for o in order])
             for c in range(self.copies):
                 self.pipe.feed_input(f"plan{c}", plans[c])
             outs = self.pipe.run()

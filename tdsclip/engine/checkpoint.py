@@ -32,6 +32,7 @@ def atomic_torch_save(obj, path: str) -> None:
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".pt", dir=directory)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; checkpoints get the usual mode
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
@@ -49,6 +50,12 @@ def atomic_torch_save(obj, path: str) -> None:
             os.close(dir_fd)
     except OSError:
         pass
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load_checkpoint(path: str, map_location="cpu") -> dict:

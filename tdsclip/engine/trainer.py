@@ -34,6 +34,33 @@ from .signals import StopRequest
 from .state import include_frozen, load_model_state, model_state
 
 
+class _guarded:
+    """Iterates a data source; if it fails *after* a stop was requested, ends quietly instead.
+
+    A SIGTERM sent to the whole process group (a scheduler's pre-emption, Ctrl-C in a terminal)
+    also reaches the data loader's worker processes, which die at once; the loader then raises.
+    The stop request is what the loop must honour: it is between two steps, so it can still
+    write its checkpoint.
+    """
+
+    def __init__(self, iterable, stop: StopRequest):
+        self.it, self.stop, self.broken = iter(iterable), stop, False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        try:
+            return next(self.it)
+        except StopIteration:
+            raise
+        except Exception:
+            if self.stop.requested:
+                self.broken = True
+                raise StopIteration from None
+            raise
+
+
 class NonFiniteLossError(RuntimeError):
     """A loss was NaN/inf under ``on_nan: stop``; the message names the step and the last checkpoint."""
 
@@ -208,7 +235,8 @@ class Trainer:
                 group_bad = False
                 group_loss = group_hits = group_clips = 0.0
                 stop_now = False
-                for micro, (clips, labels) in enumerate(self.data.train_batches(self.epoch, start_batch)):
+                batches = _guarded(self.data.train_batches(self.epoch, start_batch), self.stop)
+                for micro, (clips, labels) in enumerate(batches):
                     batch_index = start_batch + micro
                     if batch_index >= self.steps_per_epoch * self.accum:
                         break  # a trailing partial accumulation group is dropped, as with drop_last
@@ -281,6 +309,7 @@ class Trainer:
                     if stats[3] > 0:  # some rank was asked to stop: all ranks stop after this same update
                         stop_now = True
                         break
+                stop_now = stop_now or batches.broken
                 if not stop_now and self.step_in_epoch < self.steps_per_epoch:
                     raise RuntimeError(f"the data source ended epoch {self.epoch + 1} after batch {batch_index + 1}, "
                                        f"but num_train_batches() promised {self.batches_per_epoch}")

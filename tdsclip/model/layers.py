@@ -4,9 +4,10 @@ last) that the tds_kernels ops use, so no permute / copy is needed between them.
 * :class:`TokenBatchNorm` — ``BatchNorm3d`` over the ``(B, d, T, h, w)`` view, computed on tokens.
 * :func:`temporal_dwconv` — the depthwise ``Conv3d(d, d, (3,1,1), padding (1,0,0), groups=d)``.
 * :func:`pointwise` — a ``Conv3d(d_in, d_out, 1)`` as the matrix product it is.
-* :func:`lean_layernorm_linear` / :func:`lean_gelu_linear` — memory-lean forms of
-  ``Linear(LayerNorm(x))`` for a frozen input and of ``Linear(GELU(h))``: same values and gradients,
-  but each keeps one activation for backward instead of two (used with ``fused_ops=True``).
+* :func:`lean_layernorm_linear` / :func:`lean_batchnorm_linear` / :func:`lean_gelu_linear` —
+  memory-lean forms of ``Linear(LayerNorm(x))`` for a frozen input, ``Linear(BatchNorm(x))`` and
+  ``Linear(GELU(h))``: same values and gradients, but each keeps one activation for backward
+  instead of two (used with ``fused_ops=True``).
 * :class:`DropPath` and :func:`checkpoint_side_block` (activation checkpointing that does not
   update BatchNorm running statistics twice).
 """
@@ -187,6 +188,76 @@ class _GeluLinear(torch.autograd.Function):
 def lean_gelu_linear(h: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
     """``linear(gelu(h))`` (exact GELU) keeping only h for backward."""
     return _GeluLinear.apply(h, linear.weight, linear.bias)
+
+
+class _BatchNormLinear(torch.autograd.Function):
+    """``Linear(BatchNorm(x))`` on tokens x (M, d) with the statistics given (batch or running), keeping
+    only x for backward: plain autograd keeps x (for BatchNorm's backward) and the normalised tensor
+    (for the matmul's); the latter is recomputed from x, the mean and 1/std here."""
+
+    @staticmethod
+    def forward(ctx, x, bn_weight, bn_bias, mean, invstd, weight, bias, batch_stats: bool):
+        compute = _autocast_dtype(x.device.type, weight.dtype)
+        acc = torch.promote_types(x.dtype, torch.float32)
+        with _no_autocast(x.device.type):
+            y = _bn_apply(x, bn_weight, bn_bias, mean, invstd, acc).to(x.dtype)  # nn.BatchNorm: x's dtype
+            out = F.linear(y.to(compute), weight.to(compute), None if bias is None else bias.to(compute))
+        ctx.save_for_backward(x, bn_weight, bn_bias, mean, invstd, weight)
+        ctx.compute, ctx.acc, ctx.batch_stats, ctx.has_bias = compute, acc, batch_stats, bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, bn_weight, bn_bias, mean, invstd, weight = ctx.saved_tensors
+        compute, acc = ctx.compute, ctx.acc
+        g = grad_out.to(compute)
+        grads = [None] * 8
+        with _no_autocast(x.device.type):
+            if ctx.needs_input_grad[5]:
+                y = _bn_apply(x, bn_weight, bn_bias, mean, invstd, acc).to(x.dtype).to(compute)
+                grads[5] = (g.t() @ y).to(weight.dtype)
+            if ctx.has_bias and ctx.needs_input_grad[6]:
+                grads[6] = g.sum(0, dtype=acc).to(weight.dtype)
+            if any(ctx.needs_input_grad[:3]):
+                grad_y = (g @ weight.to(compute)).to(acc)
+                xhat = (x.to(acc) - mean.to(acc)) * invstd.to(acc)
+                sum_g, sum_gx = grad_y.sum(0), (grad_y * xhat).sum(0)
+                grads[1] = sum_gx.to(bn_weight.dtype) if ctx.needs_input_grad[1] else None
+                grads[2] = sum_g.to(bn_bias.dtype) if ctx.needs_input_grad[2] else None
+                if ctx.needs_input_grad[0]:
+                    scale = bn_weight.to(acc) * invstd.to(acc)
+                    if ctx.batch_stats:  # the batch statistics depend on x as well
+                        m = x.shape[0]
+                        grad_y = grad_y - sum_g / m - xhat * (sum_gx / m)
+                    grads[0] = (grad_y * scale).to(x.dtype)
+        return tuple(grads)
+
+
+def _bn_apply(x, weight, bias, mean, invstd, acc):
+    return (x.to(acc) - mean.to(acc)) * (weight.to(acc) * invstd.to(acc)) + bias.to(acc)
+
+
+def lean_batchnorm_linear(x: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm, weight: torch.Tensor,
+                          bias: torch.Tensor | None) -> torch.Tensor:
+    """``F.linear(bn(x), weight, bias)`` on tokens (..., d), keeping only x for backward. BatchNorm
+    semantics are nn.BatchNorm's: batch statistics in training (running statistics updated the same
+    way), running statistics in eval."""
+    from tds_kernels._bn import update_running_stats, uses_batch_stats
+
+    if bn.weight is None or bn.bias is None:  # no affine parameters: nothing to gain, plain layers
+        return F.linear(bn(x), weight, bias)
+    d = x.shape[-1]
+    x2 = x.reshape(-1, d)
+    batch_stats = uses_batch_stats(bn)
+    with torch.no_grad():
+        if batch_stats:
+            var, mean = torch.var_mean(x2.to(torch.promote_types(x.dtype, torch.float32)), dim=0, unbiased=False)
+            update_running_stats(bn, mean, var, x2.shape[0])
+        else:
+            mean, var = bn.running_mean.clone(), bn.running_var
+        invstd = torch.rsqrt(var + bn.eps)
+    out = _BatchNormLinear.apply(x2, bn.weight, bn.bias, mean, invstd, weight, bias, batch_stats)
+    return out.view(*x.shape[:-1], out.shape[-1])
 
 
 # ---------------------------------------------------------------------------------------------

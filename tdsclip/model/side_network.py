@@ -17,8 +17,8 @@ from torch import nn
 
 import tds_kernels
 
-from .layers import (DropPath, TokenBatchNorm, checkpoint_side_block, lean_gelu_linear, lean_layernorm_linear,
-                     pointwise, temporal_dwconv)
+from .layers import (DropPath, TokenBatchNorm, checkpoint_side_block, lean_batchnorm_linear, lean_gelu_linear,
+                     lean_layernorm_linear, pointwise, temporal_dwconv)
 
 # The published side block scales its output projections by (2 · 12)^-0.5, CLIP's
 # "proj_std = width^-0.5 · (2 · layers)^-0.5" with the layer count hard-coded to 12 (also for the
@@ -101,15 +101,18 @@ class SideBlock(nn.Module):
         self.lean = backend != "reference"
 
     def set_backend(self, backend: str | None) -> None:
-        """``None``: fused tds_kernels ops (automatic backend) and the memory-lean MLP; ``"reference"``:
-        plain PyTorch everywhere. Parameters are unaffected."""
+        """``None``: fused tds_kernels ops (automatic backend) and the memory-lean BN→Linear and MLP;
+        ``"reference"``: plain PyTorch layers everywhere. Parameters are unaffected."""
         self.td_adapter.backend = backend
         self.cls_backend = backend
         self.lean = backend != "reference"
 
     def temporal_branch(self, s: torch.Tensor) -> torch.Tensor:
         """``u = Conv1x1x1(DWConv(3,1,1)(Conv1x1x1(BN3d(s))))`` on tokens (B, T, N, d)."""
-        v = pointwise(self.temporal_norm(s), self.temporal_in)
+        if self.lean:
+            v = lean_batchnorm_linear(s, self.temporal_norm, self.temporal_in.weight.flatten(1), self.temporal_in.bias)
+        else:
+            v = pointwise(self.temporal_norm(s), self.temporal_in)
         v = temporal_dwconv(v, self.temporal_dw)
         return pointwise(v, self.temporal_out)
 
@@ -124,15 +127,18 @@ class SideBlock(nn.Module):
         x = self.attn_norm(x)
         s = s + self.drop_path(side_attention(x.view(B * T, N + 1, d), self.attn).view(B, T, N, d))
         # 3. MLP with a BN3d in front.
-        h = self.mlp_fc1(self.mlp_norm(s))
-        m = lean_gelu_linear(h, self.mlp_fc2) if self.lean else self.mlp_fc2(F.gelu(h))
+        if self.lean:
+            m = lean_gelu_linear(lean_batchnorm_linear(s, self.mlp_norm, self.mlp_fc1.weight, self.mlp_fc1.bias),
+                                 self.mlp_fc2)
+        else:
+            m = self.mlp_fc2(F.gelu(self.mlp_fc1(self.mlp_norm(s))))
         return s + self.drop_path(m)
 
 
 class SideNetwork(nn.Module):
     """Stems + L (side connection, side block) pairs + the shared position embedding.
 
-    :meth:`stem` gives the initial stream from the clip; :meth:`layer` consumes the frozen block
+    :meth:`stem_tokens` gives the initial stream from the clip; :meth:`layer` consumes the frozen block
     output X_l of layer l. The model interleaves them with the backbone blocks.
     """
 

@@ -13,8 +13,10 @@
 * Activation bytes kept for backward per clip: every tensor saved by autograd during a training
   forward (``saved_tensors_hooks``; storages counted once; parameters excluded), plus the inputs
   that activation checkpointing holds, for the reference model, the fused model, and the fused
-  model with checkpointing. On ``meta`` the fused ops fall back to their reference (no kernel runs
-  there), so only ``cpu`` / ``cuda`` measure the fused kernels' own savings.
+  model with checkpointing. ``cpu`` / ``cuda`` run a real forward (the default, B/16 × 8 frames takes
+  about a minute on 2 CPU cores). ``meta`` is instant but approximate: the fused ops fall back to
+  their reference there (no kernel runs), and attention may be traced through its math form, which
+  keeps the attention matrix, so meta overstates both.
 """
 from __future__ import annotations
 
