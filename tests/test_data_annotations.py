@@ -145,7 +145,8 @@ def test_frame_folders(tmp_path):
 def test_ssv1(tmp_path):
     (tmp_path / "something-something-v1-labels.csv").write_text(
         "Holding something\nPushing something from left to right\nPushing something from right to left\n")
-    (tmp_path / "something-something-v1-train.csv").write_text("5;Pushing something from right to left\n6;Holding something\n")
+    (tmp_path / "something-something-v1-train.csv").write_text(
+        "5;Pushing something from right to left\n6;Holding something\n")
     for v in ("5", "6"):
         d = tmp_path / "20bn-something-something-v1" / v
         d.mkdir(parents=True)

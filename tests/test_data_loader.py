@@ -3,7 +3,6 @@ import dataclasses
 import functools
 import os
 import shutil
-import warnings
 
 import numpy as np
 import pytest
@@ -242,7 +241,7 @@ def test_bad_loader_arguments():
     for kw, err in ((dict(split="dev"), ValueError), (dict(backend="ffmpeg"), ValueError),
                     (dict(on_error="ignore"), ValueError), (dict(rank=2, world_size=2), ValueError),
                     (dict(repeated_aug=0), ValueError), (dict(aug="imagenet"), ValueError),
-                    (dict(aug=3), TypeError), (dict(window=4), ValueError)):
+                    (dict(aug=3), TypeError), (dict(window=4), ValueError), (dict(seed=-1), ValueError)):
         split = kw.pop("split", "train")
         with pytest.raises(err):
             VideoClipLoader(ds, 2, T, split, S, **kw)
@@ -267,3 +266,30 @@ def test_dali_gpu_path_matches_cpu_paths():  # pragma: no cover - runs only wher
     ds = zoo_dataset(("good", "h264", "mjpeg", "odd"), "gpu")
     out = list(VideoClipLoader(ds, 4, T, "val", S, device="cuda"))
     assert out[0][0].shape == (4, T, 5, 3, S, S)
+
+
+def test_probe_overcount_is_resampled():
+    """When fewer frames decode than the probe counted, the clip is re-sampled from the frames that do."""
+    from tdsclip.data.clips import ClipSpec, MetaCache, host_items
+    from tdsclip.data.video_io import VideoMeta
+
+    ds = zoo_dataset(("good",), "overcount")
+    cache = MetaCache(ds)
+    cache._meta[0] = VideoMeta(60, 48, 64, "vp9")  # the file holds 20
+    spec = ClipSpec("val", T, S, 1, 1, AugConfig.none(), 0)
+    done, bad = host_items(spec, ds, ds.flip_label_map(), cache, [(0, 0)], 0)
+    assert not bad and done[0][0][0].shape == (1, T, 5, 3, S, S)
+    assert cache.get(0).num_frames == 20
+
+
+def test_host_path_runs_single_threaded_and_restores_threads():
+    from tdsclip.data.clips import one_torch_thread
+
+    n = torch.get_num_threads()
+    with one_torch_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == n
+
+
+def test_format_aliases():
+    assert build_dataset("demo", "val", demo_root()).kind == "ssv2"

@@ -26,10 +26,15 @@ struct Kernels {
                            int64_t kernel_size);
   // out = mix(x) - center per row (mix: 0.5 x + 0.5 mean_h(x)); may run in place (out is x).
   void (*mix_rows)(const at::Tensor& x, const at::Tensor& center, at::Tensor& out, bool mix);
-  // out = gate_forward(u, y): u, out (M, d) input dtype; y (M, d) acc.
-  void (*gate_forward)(const at::Tensor& u, const at::Tensor& y, at::Tensor& out, bool gated);
-  // du = d out/du * g (acc), y is overwritten with dy = d out/dy * g.
-  void (*gate_backward)(const at::Tensor& g, const at::Tensor& u, at::Tensor& y_dy, at::Tensor& du, bool gated);
+  // The d-wide part, expand + BN2 + gate: out = gate_forward(u, y0c Wp^T + bias). u, out (M, d) input
+  // dtype; y0c (M, h), Wp (d, h), bias (d,) acc. The CPU runs it in row blocks that stay in cache.
+  void (*expand_gate_forward)(const at::Tensor& u, const at::Tensor& y0c, const at::Tensor& Wp,
+                              const at::Tensor& bias, at::Tensor& out, bool gated);
+  // Its backward up to BN2: du = d out/du * g (acc, (M, d)) is written, and from dy = d out/dy * g
+  // (never stored whole) it returns (sum_tokens dy: (d,) double, dy^T y0c: (d, h) double, dy Wp: (M, h) acc).
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> (*expand_gate_backward)(
+      const at::Tensor& g, const at::Tensor& u, const at::Tensor& y0c, const at::Tensor& Wp, const at::Tensor& bias,
+      at::Tensor& du, bool gated);
   // db = bn1_backward(dv, b, center, invstd, scale, k_mean, k_xhat) elementwise (per-channel vectors).
   void (*bn1_backward)(const at::Tensor& dv, const at::Tensor& b, const at::Tensor& center,
                        const at::Tensor& invstd, const at::Tensor& scale, const at::Tensor& k_mean,

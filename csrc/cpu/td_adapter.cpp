@@ -184,10 +184,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward(
   const auto acc = acc_type(u);
   Narrow n = recompute(k, u, w_down, w_up, gamma1, gamma2, beta2, running_mean1, running_var1, running_mean2,
                        running_var2, training, training, training, eps, kernel_size, mix);
-  const at::Tensor y = at::addmm(n.bias, n.y0c, n.Wp.t());  // (M, d) = BN2(z)
   at::Tensor out = new_output(u.sizes(), u.options().memory_format(at::MemoryFormat::Contiguous));
   at::Tensor out2 = out.view({-1, u.size(3)});
-  k.gate_forward(n.u2, y, out2, gated);
+  k.expand_gate_forward(n.u2, n.y0c, n.Wp, n.bias, out2, gated);
   // fresh tensors (the op's outputs never alias its inputs): clone in eval, where they are the running stats
   auto stat = [&](const at::Tensor& t) { return t.to(acc).clone(); };
   return {out, stat(n.mean1), stat(n.var1), stat(n.mean2), stat(n.var2)};
@@ -210,19 +209,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   // the exact token mean of y0 to centre it, as forward did).
   Narrow n = recompute(k, u, w_down, w_up, gamma1, gamma2, beta2, mean1, var1, mean2, var2, false, false,
                        training, eps, kernel_size, mix);
-  at::Tensor dy = at::addmm(n.bias, n.y0c, n.Wp.t());  // y, overwritten with dy by the gate kernel
   const bool du_is_output = u.scalar_type() == acc;
-  at::Tensor du = du_is_output ? new_output({M, d}, dy.options()) : at::empty({M, d}, dy.options());
+  at::Tensor du = du_is_output ? new_output({M, d}, n.y0c.options()) : at::empty({M, d}, n.y0c.options());
   const at::Tensor g2 = grad_out.to(u.scalar_type()).contiguous().view({M, d});
-  k.gate_backward(g2, n.u2, dy, du, gated);
 
   // ---- BN2 + expand backward in narrow terms (dz = s2 (dy - mean(dy) - zhat mean(dy zhat)) never formed)
-  const at::Tensor Sdy = k.col_sum(dy, {}, {}, kSum);          // (d,) double = dbeta2
-  const at::Tensor G = at::mm(dy.t(), n.y0c).to(at::kDouble);  // (d, h) = dy^T y0c
+  auto [Sdy, G, dy0] = k.expand_gate_backward(g2, n.u2, n.y0c, n.Wp, n.bias, du, gated);  // dbeta2, dy^T y0c, dy Wp
   const at::Tensor Wud = n.Wu.to(at::kDouble);
   const at::Tensor rowGW = (G * Wud).sum(1);                   // sum_t dy_tc (y0c_t . w_c)
   at::Tensor dgamma2, dWu;
-  at::Tensor dy0 = at::mm(dy, n.Wp);                           // (M, h) = (s2 dy) w_up
   if (training) {
     dgamma2 = n.invstd2 * rowGW;                               // sum dy zhat, zhat = (y0c w_c) invstd2
     const at::Tensor kz = dgamma2 * n.invstd2 / double(M);
@@ -237,7 +232,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   }
 
   // ---- mix (its own transpose), max-difference and BN1 backward on the narrow tensors
-  k.mix_rows(dy0, at::zeros({h}, dy0.options()), dy0, mix);  // dy0 -> dm in place
+  k.mix_rows(dy0, at::zeros({h}, dy0.options()), dy0, mix);  // dy0 -> dm in place (mix is symmetric)
   at::Tensor dv = at::empty({M, h}, dy0.options());
   k.maxdiff_backward(n.b, n.mean1, n.scale1, dy0, dv, u.size(0), u.size(1), u.size(2), kernel_size);
   const at::Tensor dbeta1 = k.col_sum(dv, {}, {}, kSum);
@@ -411,25 +406,97 @@ void bn1_backward_kernel(const acc_t* dv, const acc_t* b, const acc_t* center, c
   });
 }
 
-// d-wide elementwise loops: flat, contiguous, in chunks of kChunkValues so each thread streams.
+// ---- the d-wide part: expand (MKL) + BN2 + gate, in row blocks -------------------------------------
+// Each block of kBlockRows tokens gets y = y0c Wp^T + bias into a per-thread buffer that stays in L2,
+// and the gate (or its backward) consumes it at once: the (M, d) fp32 y / dy never goes to memory.
+// Blocks run in parallel; inside the parallel region ATen's GEMM runs single-threaded (no nesting).
+constexpr int64_t kBlockRows = 256;
+
 template <typename scalar_t, typename acc_t, bool gated>
-void gate_forward_kernel(const scalar_t* u, const acc_t* y, scalar_t* out, int64_t n) {
-  at::parallel_for(0, n, kChunkValues, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i)
-      out[i] = static_cast<scalar_t>(gate_forward(static_cast<acc_t>(u[i]), y[i], gated));
+void gate_forward_rows(const scalar_t* u, const acc_t* y, scalar_t* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<scalar_t>(gate_forward(static_cast<acc_t>(u[i]), y[i], gated));
+}
+
+// du = d out/du * g, y_dy <- d out/dy * g, and dy's column sums added to sum_dy (double).
+template <typename scalar_t, typename acc_t, bool gated>
+void gate_backward_rows(const scalar_t* g, const scalar_t* u, acc_t* y_dy, acc_t* du, double* sum_dy, int64_t rows,
+                        int64_t d) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const scalar_t* gr = g + r * d;
+    const scalar_t* ur = u + r * d;
+    acc_t* yr = y_dy + r * d;
+    acc_t* dr = du + r * d;
+    for (int64_t c = 0; c < d; ++c) {
+      acc_t a, b;
+      gate_backward(static_cast<acc_t>(gr[c]), static_cast<acc_t>(ur[c]), yr[c], gated, &a, &b);
+      dr[c] = a;
+      yr[c] = b;
+      sum_dy[c] += double(b);
+    }
+  }
+}
+
+template <typename scalar_t>
+using acc_of = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+
+void expand_gate_forward_cpu(const at::Tensor& u, const at::Tensor& y0c, const at::Tensor& Wp, const at::Tensor& bias,
+                             at::Tensor& out, bool gated) {
+  const int64_t M = u.size(0), d = u.size(1);
+  const int64_t blocks = (M + kBlockRows - 1) / kBlockRows;
+  const at::Tensor WpT = Wp.t();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, u.scalar_type(), "td_adapter expand_gate_forward", [&] {
+    using acc_t = acc_of<scalar_t>;
+    const scalar_t* up = u.const_data_ptr<scalar_t>();
+    scalar_t* op = out.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+      at::Tensor ybuf = at::empty({kBlockRows, d}, y0c.options());
+      for (int64_t blk = begin; blk < end; ++blk) {
+        const int64_t r0 = blk * kBlockRows, rows = std::min(kBlockRows, M - r0);
+        at::Tensor y = ybuf.narrow(0, 0, rows);
+        at::addmm_out(y, bias, y0c.narrow(0, r0, rows), WpT);
+        const acc_t* yp = y.const_data_ptr<acc_t>();
+        if (gated) gate_forward_rows<scalar_t, acc_t, true>(up + r0 * d, yp, op + r0 * d, rows * d);
+        else gate_forward_rows<scalar_t, acc_t, false>(up + r0 * d, yp, op + r0 * d, rows * d);
+      }
+    });
   });
 }
 
-template <typename scalar_t, typename acc_t, bool gated>
-void gate_backward_kernel(const scalar_t* g, const scalar_t* u, acc_t* y_dy, acc_t* du, int64_t n) {
-  at::parallel_for(0, n, kChunkValues, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      acc_t a, b;
-      gate_backward(static_cast<acc_t>(g[i]), static_cast<acc_t>(u[i]), y_dy[i], gated, &a, &b);
-      du[i] = a;
-      y_dy[i] = b;
-    }
+std::tuple<at::Tensor, at::Tensor, at::Tensor> expand_gate_backward_cpu(const at::Tensor& g, const at::Tensor& u,
+                                                                        const at::Tensor& y0c, const at::Tensor& Wp,
+                                                                        const at::Tensor& bias, at::Tensor& du,
+                                                                        bool gated) {
+  const int64_t M = u.size(0), d = u.size(1), h = y0c.size(1);
+  const int64_t blocks = (M + kBlockRows - 1) / kBlockRows;
+  const at::Tensor WpT = Wp.t();
+  // per-block partial sums, reduced in a fixed order afterwards: deterministic for any thread count
+  at::Tensor sum_dy = at::zeros({blocks, d}, y0c.options().dtype(at::kDouble));
+  at::Tensor G = at::empty({blocks, d, h}, y0c.options());
+  at::Tensor dyWp = at::empty({M, h}, y0c.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, u.scalar_type(), "td_adapter expand_gate_backward", [&] {
+    using acc_t = acc_of<scalar_t>;
+    const scalar_t* gp = g.const_data_ptr<scalar_t>();
+    const scalar_t* up = u.const_data_ptr<scalar_t>();
+    acc_t* dp = du.mutable_data_ptr<acc_t>();
+    double* sp = sum_dy.mutable_data_ptr<double>();
+    at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+      at::Tensor ybuf = at::empty({kBlockRows, d}, y0c.options());
+      for (int64_t blk = begin; blk < end; ++blk) {
+        const int64_t r0 = blk * kBlockRows, rows = std::min(kBlockRows, M - r0);
+        at::Tensor y = ybuf.narrow(0, 0, rows);
+        const at::Tensor y0b = y0c.narrow(0, r0, rows);
+        at::addmm_out(y, bias, y0b, WpT);
+        acc_t* yp = y.mutable_data_ptr<acc_t>();  // becomes dy
+        if (gated) gate_backward_rows<scalar_t, acc_t, true>(gp + r0 * d, up + r0 * d, yp, dp + r0 * d, sp + blk * d, rows, d);
+        else gate_backward_rows<scalar_t, acc_t, false>(gp + r0 * d, up + r0 * d, yp, dp + r0 * d, sp + blk * d, rows, d);
+        at::Tensor Gb = G.select(0, blk);
+        at::mm_out(Gb, y.t(), y0b);
+        at::Tensor dyWpb = dyWp.narrow(0, r0, rows);
+        at::mm_out(dyWpb, y, Wp);
+      }
+    });
   });
+  return {sum_dy.sum(0), G.to(at::kDouble).sum(0), dyWp};
 }
 
 int half_of(int64_t kernel_size, int64_t T) { return int(std::min<int64_t>(kernel_size / 2, T)); }
@@ -473,34 +540,8 @@ void bn1_backward_cpu(const at::Tensor& dv, const at::Tensor& b, const at::Tenso
   });
 }
 
-template <typename scalar_t>
-using acc_of = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
-
-void gate_forward_cpu(const at::Tensor& u, const at::Tensor& y, at::Tensor& out, bool gated) {
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, u.scalar_type(), "td_adapter gate_forward", [&] {
-    using acc_t = acc_of<scalar_t>;
-    const scalar_t* up = u.const_data_ptr<scalar_t>();
-    const acc_t* yp = y.const_data_ptr<acc_t>();
-    scalar_t* op = out.mutable_data_ptr<scalar_t>();
-    if (gated) gate_forward_kernel<scalar_t, acc_t, true>(up, yp, op, u.numel());
-    else gate_forward_kernel<scalar_t, acc_t, false>(up, yp, op, u.numel());
-  });
-}
-
-void gate_backward_cpu(const at::Tensor& g, const at::Tensor& u, at::Tensor& y_dy, at::Tensor& du, bool gated) {
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, u.scalar_type(), "td_adapter gate_backward", [&] {
-    using acc_t = acc_of<scalar_t>;
-    const scalar_t* gp = g.const_data_ptr<scalar_t>();
-    const scalar_t* up = u.const_data_ptr<scalar_t>();
-    acc_t* yp = y_dy.mutable_data_ptr<acc_t>();
-    acc_t* dp = du.mutable_data_ptr<acc_t>();
-    if (gated) gate_backward_kernel<scalar_t, acc_t, true>(gp, up, yp, dp, u.numel());
-    else gate_backward_kernel<scalar_t, acc_t, false>(gp, up, yp, dp, u.numel());
-  });
-}
-
-const Kernels kCpuKernels{&col_sum_cpu,  &maxdiff_forward_cpu, &maxdiff_backward_cpu, &mix_rows_cpu,
-                          &gate_forward_cpu, &gate_backward_cpu, &bn1_backward_cpu};
+const Kernels kCpuKernels{&col_sum_cpu,           &maxdiff_forward_cpu,      &maxdiff_backward_cpu, &mix_rows_cpu,
+                          &expand_gate_forward_cpu, &expand_gate_backward_cpu, &bn1_backward_cpu};
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward_cpu(
     const at::Tensor& u, const at::Tensor& w_down, const at::Tensor& w_up, const at::Tensor& gamma1,

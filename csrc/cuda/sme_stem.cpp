@@ -12,6 +12,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <cstdint>
 #include <tuple>
 
 #include "common/alloc.h"
@@ -195,7 +196,10 @@ sme_stem_backward_cuda(const at::Tensor& grad_out, const at::Tensor& frames, con
   const c10::cuda::CUDAGuard guard(frames.device());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream().stream();
   const auto opts = w_rgb.options().dtype(c.acc);
-  const at::Tensor grad = grad_out.to(c.acc).contiguous();
+  at::Tensor grad = grad_out.to(c.acc).contiguous();
+  // The elementwise kernels move 16-byte channel vectors: a gradient that is a view at an odd offset
+  // gets an aligned copy.
+  if (reinterpret_cast<uintptr_t>(grad.const_data_ptr()) % 16 != 0) grad = grad.clone();
   const at::Tensor wr = fold_weights(c, w_rgb), wm = fold_weights(c, w_mot);
   const at::Tensor bias_map = has_mean_shift(c) ? rgb_bias_map(c, w_rgb) : at::Tensor();
   const at::Tensor params = param_pack(c, b_rgb, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot, at::Tensor(),
@@ -224,7 +228,7 @@ sme_stem_backward_cuda(const at::Tensor& grad_out, const at::Tensor& frames, con
                                 sums.const_data_ptr<double>(), params.const_data_ptr(), stats.const_data_ptr(),
                                 grads.mutable_data_ptr(), coefs.mutable_data_ptr(), acc_type(c.acc), stream),
         "finalise kernel");
-  check(cuda::bn_grad(zr.mutable_data_ptr(), zm.mutable_data_ptr(), grad.const_data_ptr(), coefs.const_data_ptr(),
+  check(cuda::bn_backward(zr.mutable_data_ptr(), zm.mutable_data_ptr(), grad.const_data_ptr(), coefs.const_data_ptr(),
                       n_pos, d, acc_type(c.acc), stream),
         "BatchNorm-backward kernel");
 

@@ -42,6 +42,22 @@ __device__ __forceinline__ void store_as(__nv_bfloat16* p, acc_t v) {
   *p = __float2bfloat16_rn(static_cast<float>(v));
 }
 
+// Channel-axis vectors: VEC consecutive channels per thread, moved as one 16-byte load/store for the
+// accumulation dtype (4 floats / 2 doubles) when d is a multiple of VEC (buffers from at::empty are
+// 16-byte aligned and every row starts at a multiple of d elements).
+template <typename T, int N>
+struct alignas(sizeof(T) * N) Vec {
+  T v[N];
+};
+template <int N, typename T>
+__device__ __forceinline__ Vec<T, N> load_vec(const T* p) {
+  return *reinterpret_cast<const Vec<T, N>*>(p);
+}
+template <int N, typename T>
+__device__ __forceinline__ void store_vec(T* p, const Vec<T, N>& x) {
+  *reinterpret_cast<Vec<T, N>*>(p) = x;
+}
+
 inline unsigned grid_y(int64_t rows) { return static_cast<unsigned>(rows < kMaxGridY ? (rows > 0 ? rows : 1) : kMaxGridY); }
 inline unsigned blocks_for(int64_t n, int threads) {
   int64_t b = (n + threads - 1) / threads;
@@ -85,8 +101,8 @@ __global__ void gather_kernel(const frame_t* __restrict__ f, Strides6 s, Geom g,
   }
 }
 
-// One thread per (output position of the chunk, channel): Z = bias map + sum of the valid taps.
-template <typename acc_t, typename out_t>
+// One thread per (output position of the chunk, VEC channels): Z = bias map + sum of the valid taps.
+template <typename acc_t, typename out_t, int VEC>
 __global__ void combine_kernel(bool eval, Geom g, int64_t g0, int64_t rows_out, const acc_t* __restrict__ yr,
                                const acc_t* __restrict__ ym, const acc_t* __restrict__ bias_map, acc_t* zr, acc_t* zm,
                                out_t* out, const acc_t* __restrict__ coefs) {
@@ -95,23 +111,39 @@ __global__ void combine_kernel(bool eval, Geom g, int64_t g0, int64_t rows_out, 
     const int64_t j = row % g.w, q = row / g.w, t = q % g.T_out, lg = q / g.T_out, grp = g0 + lg;
     const int64_t b = grp / g.h, i = grp % g.h;
     const int64_t pos = ((b * g.T_out + t) * g.h + i) * g.w + j;
-    for (int64_t o = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; o < d; o += (int64_t)gridDim.x * blockDim.x) {
-      acc_t a = bias_map != nullptr ? bias_map[((t * g.h + i) * g.w + j) * d + o] : acc_t(0);
-      acc_t m = acc_t(0);
+    for (int64_t o = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) * VEC; o < d;
+         o += (int64_t)gridDim.x * blockDim.x * VEC) {
+      Vec<acc_t, VEC> a, m;
+      if (bias_map != nullptr) {
+        a = load_vec<VEC>(bias_map + ((t * g.h + i) * g.w + j) * d + o);
+      } else {
+#pragma unroll
+        for (int v = 0; v < VEC; ++v) a.v[v] = acc_t(0);
+      }
+#pragma unroll
+      for (int v = 0; v < VEC; ++v) m.v[v] = acc_t(0);
       for (int64_t kt = 0; kt < kTaps; ++kt) {
         const int64_t t_in = tap_source(t, kt, g.pt, g.T);
         if (t_in < 0) continue;
         const int64_t idx = ((lg * g.T + t_in) * g.w + j) * ld + kt * d + o;
-        a += yr[idx];
-        m += ym[idx];
+        const Vec<acc_t, VEC> yr_v = load_vec<VEC>(yr + idx), ym_v = load_vec<VEC>(ym + idx);
+#pragma unroll
+        for (int v = 0; v < VEC; ++v) {
+          a.v[v] += yr_v.v[v];
+          m.v[v] += ym_v.v[v];
+        }
       }
       if (eval) {
-        store_as<acc_t>(out + pos * d + o,
-                        fused_output(a, m, coefs[kShiftR * d + o], coefs[kShiftM * d + o], coefs[kScaleR * d + o],
-                                     coefs[kScaleM * d + o], coefs[kOffset * d + o]));
+#pragma unroll
+        for (int v = 0; v < VEC; ++v) {
+          const int64_t c = o + v;
+          store_as<acc_t>(out + pos * d + c,
+                          fused_output(a.v[v], m.v[v], coefs[kShiftR * d + c], coefs[kShiftM * d + c],
+                                       coefs[kScaleR * d + c], coefs[kScaleM * d + c], coefs[kOffset * d + c]));
+        }
       } else {
-        zr[pos * d + o] = a;
-        zm[pos * d + o] = m;
+        store_vec<VEC>(zr + pos * d + o, a);
+        store_vec<VEC>(zm + pos * d + o, m);
       }
     }
   }
@@ -177,38 +209,62 @@ __global__ void backward_finalise_kernel(int64_t d, bool training, double n, dou
   if (o < d) backward_channel<acc_t>(o, d, training, n, eps, alpha, sums, params, stats, grads, coefs);
 }
 
-template <typename acc_t, typename out_t>
+// Elementwise kernels over (n_pos, d), VEC channels per thread (d % VEC == 0).
+template <typename acc_t, typename out_t, int VEC>
 __global__ void normalise_kernel(const acc_t* __restrict__ zr, const acc_t* __restrict__ zm,
                                  const acc_t* __restrict__ coefs, out_t* __restrict__ out, int64_t total, int64_t d) {
-  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
+  for (int64_t e = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) * VEC; e < total;
+       e += (int64_t)gridDim.x * blockDim.x * VEC) {
     const int64_t o = e % d;
-    store_as<acc_t>(out + e, fused_output(zr[e], zm[e], coefs[kShiftR * d + o], coefs[kShiftM * d + o],
-                                          coefs[kScaleR * d + o], coefs[kScaleM * d + o], coefs[kOffset * d + o]));
+    const Vec<acc_t, VEC> a = load_vec<VEC>(zr + e), m = load_vec<VEC>(zm + e);
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) {
+      const int64_t c = o + v;
+      store_as<acc_t>(out + e + v, fused_output(a.v[v], m.v[v], coefs[kShiftR * d + c], coefs[kShiftM * d + c],
+                                                coefs[kScaleR * d + c], coefs[kScaleM * d + c], coefs[kOffset * d + c]));
+    }
   }
 }
 
-template <typename acc_t>
+template <typename acc_t, int VEC>
 __global__ void bn_grad_kernel(acc_t* zr, acc_t* zm, const acc_t* __restrict__ grad, const acc_t* __restrict__ k,
                                int64_t total, int64_t d) {
-  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
+  for (int64_t e = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) * VEC; e < total;
+       e += (int64_t)gridDim.x * blockDim.x * VEC) {
     const int64_t o = e % d;
-    const acc_t gv = grad[e];
-    zr[e] = bn_grad(gv, zr[e], k[kK1r * d + o], k[kK2r * d + o], k[kK3r * d + o], k[kBShiftR * d + o]);
-    zm[e] = bn_grad(gv, zm[e], k[kK1m * d + o], k[kK2m * d + o], k[kK3m * d + o], k[kBShiftM * d + o]);
+    const Vec<acc_t, VEC> gv = load_vec<VEC>(grad + e);
+    Vec<acc_t, VEC> a = load_vec<VEC>(zr + e), m = load_vec<VEC>(zm + e);
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) {
+      const int64_t c = o + v;
+      a.v[v] = bn_grad(gv.v[v], a.v[v], k[kK1r * d + c], k[kK2r * d + c], k[kK3r * d + c], k[kBShiftR * d + c]);
+      m.v[v] = bn_grad(gv.v[v], m.v[v], k[kK1m * d + c], k[kK2m * d + c], k[kK3m * d + c], k[kBShiftM * d + c]);
+    }
+    store_vec<VEC>(zr + e, a);
+    store_vec<VEC>(zm + e, m);
   }
 }
 
-template <typename acc_t>
+// dY rows (group, t_in, j), columns (tap, channel); VEC channels never straddle two taps (d % VEC == 0).
+template <typename acc_t, int VEC>
 __global__ void shift_grad_kernel(Geom g, int64_t g0, int64_t rows, const acc_t* __restrict__ dz,
                                   acc_t* __restrict__ dy) {
   const int64_t d = g.d, ld = kTaps * d;
   for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
     const int64_t j = row % g.w, q = row / g.w, t = q % g.T, grp = g0 + q / g.T;
     const int64_t b = grp / g.h, i = grp % g.h;
-    for (int64_t col = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; col < ld; col += (int64_t)gridDim.x * blockDim.x) {
+    for (int64_t col = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) * VEC; col < ld;
+         col += (int64_t)gridDim.x * blockDim.x * VEC) {
       const int64_t kt = col / d, o = col % d;
       const int64_t t_out = tap_target(t, kt, g.pt, g.T_out);
-      dy[row * ld + col] = t_out < 0 ? acc_t(0) : dz[(((b * g.T_out + t_out) * g.h + i) * g.w + j) * d + o];
+      Vec<acc_t, VEC> x;
+      if (t_out < 0) {
+#pragma unroll
+        for (int v = 0; v < VEC; ++v) x.v[v] = acc_t(0);
+      } else {
+        x = load_vec<VEC>(dz + (((b * g.T_out + t_out) * g.h + i) * g.w + j) * d + o);
+      }
+      store_vec<VEC>(dy + row * ld + col, x);
     }
   }
 }
@@ -246,6 +302,17 @@ void with_frames(FrameType ft, F&& f) {
 template <typename T>
 using strip = typename std::remove_pointer<T>::type;
 
+// 16-byte channel vectors when d allows them, else scalars.
+template <typename acc_t, typename F>
+void with_vec(int64_t d, F&& f) {
+  constexpr int kVec = 16 / sizeof(acc_t);
+  if (d % kVec == 0) {
+    f(std::integral_constant<int, kVec>());
+  } else {
+    f(std::integral_constant<int, 1>());
+  }
+}
+
 }  // namespace
 
 cudaError_t gather(const void* frames, FrameType ft, Strides6 s, Geom g, int64_t g0, int64_t g1, void* pr, void* pm,
@@ -267,16 +334,20 @@ cudaError_t gather(const void* frames, FrameType ft, Strides6 s, Geom g, int64_t
 cudaError_t combine(bool eval, Geom g, int64_t g0, int64_t g1, const void* yr, const void* ym, const void* bias_map,
                     void* zr, void* zm, void* out, OutType ot, const void* coefs, AccType at, cudaStream_t stream) {
   const int64_t rows_out = (g1 - g0) * g.T_out * g.w;
-  const int threads = g.d >= kThreads ? kThreads : static_cast<int>(((g.d + 31) / 32) * 32);
-  const dim3 grid(blocks_for(g.d, threads), grid_y(rows_out));
   with_acc(at, [&](auto* a) {
     using acc_t = strip<decltype(a)>;
-    with_out(ot, [&](auto* op) {
-      using out_t = strip<decltype(op)>;
-      combine_kernel<acc_t, out_t><<<grid, threads, 0, stream>>>(
-          eval, g, g0, rows_out, static_cast<const acc_t*>(yr), static_cast<const acc_t*>(ym),
-          static_cast<const acc_t*>(bias_map), static_cast<acc_t*>(zr), static_cast<acc_t*>(zm),
-          static_cast<out_t*>(out), static_cast<const acc_t*>(coefs));
+    with_vec<acc_t>(g.d, [&](auto vec) {
+      constexpr int VEC = decltype(vec)::value;
+      const int64_t lanes = g.d / VEC;
+      const int threads = lanes >= kThreads ? kThreads : static_cast<int>(((lanes + 31) / 32) * 32);
+      const dim3 grid(blocks_for(lanes, threads), grid_y(rows_out));
+      with_out(ot, [&](auto* op) {
+        using out_t = strip<decltype(op)>;
+        combine_kernel<acc_t, out_t, VEC><<<grid, threads, 0, stream>>>(
+            eval, g, g0, rows_out, static_cast<const acc_t*>(yr), static_cast<const acc_t*>(ym),
+            static_cast<const acc_t*>(bias_map), static_cast<acc_t*>(zr), static_cast<acc_t*>(zm),
+            static_cast<out_t*>(out), static_cast<const acc_t*>(coefs));
+      });
     });
   });
   return cudaGetLastError();
@@ -322,35 +393,44 @@ cudaError_t normalise(const void* zr, const void* zm, const void* coefs, void* o
   const int64_t total = n_pos * d;
   with_acc(at, [&](auto* a) {
     using acc_t = strip<decltype(a)>;
-    with_out(ot, [&](auto* op) {
-      using out_t = strip<decltype(op)>;
-      normalise_kernel<acc_t, out_t><<<blocks_for(total, kThreads), kThreads, 0, stream>>>(
-          static_cast<const acc_t*>(zr), static_cast<const acc_t*>(zm), static_cast<const acc_t*>(coefs),
-          static_cast<out_t*>(out), total, d);
+    with_vec<acc_t>(d, [&](auto vec) {
+      constexpr int VEC = decltype(vec)::value;
+      with_out(ot, [&](auto* op) {
+        using out_t = strip<decltype(op)>;
+        normalise_kernel<acc_t, out_t, VEC><<<blocks_for(total / VEC, kThreads), kThreads, 0, stream>>>(
+            static_cast<const acc_t*>(zr), static_cast<const acc_t*>(zm), static_cast<const acc_t*>(coefs),
+            static_cast<out_t*>(out), total, d);
+      });
     });
   });
   return cudaGetLastError();
 }
 
-cudaError_t bn_grad(void* zr, void* zm, const void* grad, const void* coefs, int64_t n_pos, int64_t d, AccType at,
-                    cudaStream_t stream) {
+cudaError_t bn_backward(void* zr, void* zm, const void* grad, const void* coefs, int64_t n_pos, int64_t d, AccType at,
+                        cudaStream_t stream) {
   const int64_t total = n_pos * d;
   with_acc(at, [&](auto* a) {
     using acc_t = strip<decltype(a)>;
-    bn_grad_kernel<acc_t><<<blocks_for(total, kThreads), kThreads, 0, stream>>>(
-        static_cast<acc_t*>(zr), static_cast<acc_t*>(zm), static_cast<const acc_t*>(grad),
-        static_cast<const acc_t*>(coefs), total, d);
+    with_vec<acc_t>(d, [&](auto vec) {
+      constexpr int VEC = decltype(vec)::value;
+      bn_grad_kernel<acc_t, VEC><<<blocks_for(total / VEC, kThreads), kThreads, 0, stream>>>(
+          static_cast<acc_t*>(zr), static_cast<acc_t*>(zm), static_cast<const acc_t*>(grad),
+          static_cast<const acc_t*>(coefs), total, d);
+    });
   });
   return cudaGetLastError();
 }
 
 cudaError_t shift_grad(Geom g, int64_t g0, int64_t g1, const void* dz, void* dy, AccType at, cudaStream_t stream) {
   const int64_t rows = (g1 - g0) * g.T * g.w;
-  const dim3 grid(blocks_for(kTaps * g.d, kThreads), grid_y(rows));
   with_acc(at, [&](auto* a) {
     using acc_t = strip<decltype(a)>;
-    shift_grad_kernel<acc_t><<<grid, kThreads, 0, stream>>>(g, g0, rows, static_cast<const acc_t*>(dz),
-                                                            static_cast<acc_t*>(dy));
+    with_vec<acc_t>(g.d, [&](auto vec) {
+      constexpr int VEC = decltype(vec)::value;
+      const dim3 grid(blocks_for(kTaps * g.d / VEC, kThreads), grid_y(rows));
+      shift_grad_kernel<acc_t, VEC><<<grid, kThreads, 0, stream>>>(g, g0, rows, static_cast<const acc_t*>(dz),
+                                                                   static_cast<acc_t*>(dy));
+    });
   });
   return cudaGetLastError();
 }

@@ -50,7 +50,7 @@ cudaError_t normalise(const void* zr, const void* zm, const void* coefs, void* o
                       int64_t d, AccType at, cudaStream_t stream);
 
 // BatchNorm backward in place: Z -> dZ = k1 g + k2 (Z - shift) + k3 for both branches.
-cudaError_t bn_grad(void* zr, void* zm, const void* grad, const void* coefs, int64_t n_pos, int64_t d, AccType at,
+cudaError_t bn_backward(void* zr, void* zm, const void* grad, const void* coefs, int64_t n_pos, int64_t d, AccType at,
                     cudaStream_t stream);
 
 // dY rows (group, t_in, j) of groups [g0, g1), 3d wide: dZ of the output frame each tap reaches.

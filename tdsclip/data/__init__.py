@@ -26,7 +26,9 @@ Public API:
   a test batch batch_size * num_clips * num_crops views and yields ``(clips, labels, video_index)``.
 * ``sample_indices(n, T, mode, clip_idx=, num_clips=, rng=)``, ``window_indices(centres, n)``,
   ``clip_frame_indices(...)``: the index rules (``tdsclip.data.sampling``).
-* ``AugConfig`` (``.ssv2()``, ``.kinetics()``, ``.none()``): train augmentation settings.
+* ``AugConfig`` (``.ssv2()``, ``.kinetics()``, ``.light()``, ``.none()``): train augmentation settings;
+  the loader's ``aug=`` also takes these names. The demo data wants "light" (the published SSv2
+  recipe's 8 % crops and large RandAugment translations often cut its small object out).
 * ``make_demo_data(dir, num_train, num_val, seed)`` in ``tdsclip.data.demo``: the demo dataset.
 * ``VideoError``: raised for an unusable video with ``on_error="raise"``; ``SkippedVideoWarning``
   and ``MissingFilesWarning``: the warnings of the skip policy.

@@ -187,7 +187,8 @@ def parse_list_file(list_path: str, root: str = "", frame_template: str = FRAME_
     fields = [(i, ln.split()) for i, ln in lines]
     for i, parts in fields:
         if len(parts) < 2 or not _INT.match(parts[-1]):
-            raise ValueError(f"{list_path}:{i}: expected 'path label' or 'path num_frames label', got {' '.join(parts)!r}")
+            raise ValueError(f"{list_path}:{i}: expected 'path label' or 'path num_frames label', "
+                             f"got {' '.join(parts)!r}")
     three = bool(fields) and all(len(p) >= 3 and _INT.match(p[-2]) for _, p in fields)
     records = []
     for i, parts in fields:

@@ -79,7 +79,8 @@ def _equalize(x: torch.Tensor) -> torch.Tensor:
     # OpenCV's equalizeHist per frame and channel (DALI's equalize): lut[i] = rint((cdf[i] - h[i0]) * 255/(N - h[i0])).
     n, c, h, w = x.shape
     flat = x.reshape(n * c, h * w).long()
-    hist = torch.zeros(n * c, 256, dtype=torch.float64).scatter_add_(1, flat, torch.ones_like(flat, dtype=torch.float64))
+    ones = torch.ones_like(flat, dtype=torch.float64)
+    hist = torch.zeros(n * c, 256, dtype=torch.float64).scatter_add_(1, flat, ones)
     i0 = (hist > 0).float().argmax(dim=1, keepdim=True)
     h0 = hist.gather(1, i0)
     total = float(h * w)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import contextlib
 import threading
 from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-from .augment import AugConfig, ClipPlan, eval_plan
+from .augment import AugConfig, eval_plan
 from .augment_torch import apply_plan
 from .dataset import VideoDataset
 from .sampling import clip_frame_indices

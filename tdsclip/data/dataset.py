@@ -35,6 +35,7 @@ from .annotations import (
 SSV2_FLIP_PAIRS = ((86, 87), (93, 94), (166, 167))
 SSV2_NUM_CLASSES = 174
 FORMATS = ("ssv2", "ssv1", "kinetics", "list")
+ALIASES = {"k400": "kinetics", "kinetics400": "kinetics", "demo": "ssv2"}  # the demo data is SSv2-style
 MISSING_SHOWN = 5  # how many missing names a report lists
 
 
@@ -160,7 +161,8 @@ def build_dataset(
     """Parse a dataset split.
 
     Args:
-        format: "ssv2", "ssv1" (frame folders), "kinetics" or "list".
+        format: "ssv2", "ssv1" (frame folders), "kinetics" or "list"; aliases "k400" (kinetics) and
+            "demo" (ssv2: ``tdsclip.data.demo`` writes SSv2-style files).
         split: "train", "val"/"validation" or "test".
         root: dataset directory; default file names below are looked up in it.
         labels_file: SSv2 label map (default ``labels.json`` or ``something-something-v2-labels.json``);
@@ -173,10 +175,12 @@ def build_dataset(
             (default: root).
         classes: class names for Kinetics/list (Kinetics default: sorted names in the CSV).
         flip_pairs: label pairs swapped by horizontal flip (see the module docstring for the default).
+        frame_template: file names inside frame folders (default ``img_{:05d}.jpg``; SSv1 ``{:05d}.jpg``).
         on_error: "skip" drops missing files with one warning; "raise" raises FileNotFoundError.
     """
+    format = ALIASES.get(format, format)
     if format not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+        raise ValueError(f"format must be one of {FORMATS} (or an alias: {sorted(ALIASES)}), got {format!r}")
     if on_error not in ("skip", "raise"):
         raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
     split = {"validation": "val", "valid": "val"}.get(split, split)

@@ -187,7 +187,8 @@ def _job(args) -> None:
 
 def make_demo_data(out_dir: str, num_train: int = 1200, num_val: int = 240, seed: int = 0, *, num_classes: int = 4,
                    size: int = 64, min_frames: int = 24, max_frames: int = 40, speed: Sequence[float] = (1.2, 2.0),
-                   crf: int = 12, workers: Optional[int] = None, overwrite: bool = False, verbose: bool = False) -> dict:
+                   crf: int = 12, workers: Optional[int] = None, overwrite: bool = False,
+                   verbose: bool = False) -> dict:
     """Write the demo dataset to ``out_dir`` (see the module docstring). Returns a summary dict.
 
     Args:

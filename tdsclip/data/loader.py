@@ -101,7 +101,8 @@ class VideoClipLoader:
         split: "train" (random frames, augmentation, shuffled, drop_last), "val" (centre frames,
             centre crop) or "test" (num_clips temporal clips x num_crops spatial crops).
         image_size: output height = width.
-        aug: AugConfig or preset name ("ssv2", "kinetics", "none"); default by dataset.kind.
+        aug: AugConfig or preset name ("ssv2", "kinetics", "light", "none"); default by dataset.kind
+            (SSv2/SSv1: "ssv2", Kinetics and list files: "kinetics"). Use "light" for the demo data.
         backend: "auto" (DALI when installed, else PyAV), "dali" (error without DALI), "pyav".
         device: where clips and labels are returned.
         rank, world_size: shard of the data this process reads (train shards are padded to equal
@@ -142,6 +143,8 @@ class VideoClipLoader:
             raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
         if window < 1 or window % 2 == 0:
             raise ValueError(f"window must be a positive odd number, got {window}")
+        if not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
         if repeated_aug is None:
             repeated_aug = 2 if split == "train" else 1
         if not isinstance(repeated_aug, int) or repeated_aug < 1:
@@ -211,8 +214,8 @@ class VideoClipLoader:
         start_batch: the next iteration begins at this batch of the epoch (resuming mid-epoch);
         the batches are the same as in an uninterrupted epoch.
         """
-        if start_batch < 0:
-            raise ValueError(f"start_batch must be >= 0, got {start_batch}")
+        if epoch < 0 or start_batch < 0:
+            raise ValueError(f"epoch and start_batch must be >= 0, got {epoch}, {start_batch}")
         self.epoch, self.start_batch = int(epoch), int(start_batch)
 
     # ----------------------------------------------------------------------------------- paths

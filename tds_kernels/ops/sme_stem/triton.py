@@ -226,9 +226,10 @@ def _weight_grad_kernel(f_ptr, dz_ptr, dw_ptr, M, D, T, H, W, T_out, h, w, pt, p
 _TL = {torch.float32: tl.float32, torch.float64: tl.float64}
 
 
-def _blocks(d: int):
+def _blocks(d: int, device: torch.device):
+    """(BLOCK_M, BLOCK_N, BLOCK_K) of the two GEMM kernels; tl.dot needs >= 16 on each side."""
     block_n = max(16, min(64, triton.next_power_of_2(d)))
-    return 32, block_n, 32  # BLOCK_M, BLOCK_N, BLOCK_K (tl.dot needs >= 16 on each side)
+    return (64 if device.type == "cuda" else 32), block_n, 32
 
 
 def _precision(acc: torch.dtype, device: torch.device) -> str:
@@ -254,7 +255,7 @@ def _conv(frames, w_rgb, w_mot, g, pixel_mean, pixel_std, acc, eval_coefs=None, 
     M, d = g.B * g.T_out * g.h * g.w, g.d
     nrm = _norm_consts(pixel_mean, pixel_std, acc, frames.device)
     wr, wm = _weight_matrix(w_rgb, acc), _weight_matrix(w_mot, acc)
-    BM, BN, BK = _blocks(d)
+    BM, BN, BK = _blocks(d, frames.device)
     grid = (triton.cdiv(M, BM), triton.cdiv(d, BN))
     dev = frames.device
     if eval_coefs is None:
@@ -358,7 +359,7 @@ def backward(grad_out, frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, 
     _bn_grad_kernel[(triton.cdiv(M, BM), triton.cdiv(d, BN))](zr, zm, grad, coefs, M, d, BLOCK_M=BM, BLOCK_N=BN)
 
     nrm = _norm_consts(pixel_mean, pixel_std, acc, frames.device)
-    BM, BN, BK = _blocks(d)
+    BM, BN, BK = _blocks(d, frames.device)
     grads_w = []
     for dz, C, w in ((zr, COLOURS, w_rgb), (zm, MOT_CHANNELS, w_mot)):
         K = TAPS * C * g.P * g.P
