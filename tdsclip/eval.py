@@ -163,7 +163,7 @@ def run_eval(checkpoint: str, overrides: list[str], output: str | None = None, d
                              info.device, cfg.runtime.amp, info)
     protocol = ({"views": "single", "crops": 1, "clips": 1} if views == "single"
                 else {"views": "multi", "crops": cfg.eval.num_crops, "clips": cfg.eval.num_clips})
-    split_name = os.path.splitext(os.path.basename(cfg.eval.split))[0] or "val"
+    split_name = os.path.splitext(os.path.basename(cfg.eval.split))[0] or "val"  # "val", or a list file's name
     tag = f"{split_name}_{views}" if views == "single" else f"{split_name}_{cfg.eval.num_crops}x{cfg.eval.num_clips}"
     extra = {"checkpoint": os.path.abspath(path), "name": cfg.name, "global_step": int(state.get("global_step", 0)),
              "epoch": int(state.get("epoch", 0)), "protocol": protocol, "split": cfg.eval.split,

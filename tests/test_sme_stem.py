@@ -244,11 +244,12 @@ def _op_args(device="cpu", training=True, bias=True, T=2, H=8, W=9, dtype=torch.
 
 
 @needs_ext
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=needs_cuda)])
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("bias", [True, False])
-def test_opcheck_cpp(training, bias):
-    torch.library.opcheck(torch.ops.tds.sme_stem_forward.default, _op_args(training=training, bias=bias))
-    args = _op_args(training=training, bias=bias)
+def test_opcheck_cpp(training, bias, device):
+    torch.library.opcheck(torch.ops.tds.sme_stem_forward.default, _op_args(device, training=training, bias=bias))
+    args = _op_args(device, training=training, bias=bias)
     outs = torch.ops.tds.sme_stem_forward(*args)
     grad = torch.randn_like(outs[0])
     bwd_args = (grad, *[a.detach() if isinstance(a, torch.Tensor) else a for a in args[:9]],

@@ -7,6 +7,8 @@
 //   dx[t] = G[t] - sum_{s : argmax(window s) == t} G[s],   G = dy (or its mix transpose)
 #pragma once
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 #ifndef TDS_HD
 #ifdef __CUDACC__
@@ -46,12 +48,24 @@ TDS_HD inline acc_t mix(acc_t m, acc_t mean) {
 }
 
 // Gradient routing: window s hands its gradient G[s] to its argmax frame, which subtracts it; this
-// is the share of G[s] that frame t receives. Both kernels subtract in ascending s (dx -= share), so
-// CPU and GPU round the same way. Returning the operand rather than the difference keeps the CPU
-// loop a select + subtract that gcc vectorises (a conditional subtract becomes a branch).
+// is the share of G[s] that frame t receives: G[s] or +0 (x - +0 == x for every x, so the caller
+// subtracts unconditionally). Both kernels subtract in ascending s, so CPU and GPU round the same
+// way. On the host the select is a bit mask: gcc turns a ternary here into a branch and then will
+// not vectorise the fused argmax-and-route loop; the value is identical either way.
 template <typename acc_t>
 TDS_HD inline acc_t routed(int argmax_s, int t, acc_t g_s) {
+#ifdef __CUDA_ARCH__
   return argmax_s == t ? g_s : acc_t(0);
+#else
+  using bits_t = std::conditional_t<sizeof(acc_t) == 8, uint64_t, uint32_t>;
+  static_assert(sizeof(bits_t) == sizeof(acc_t), "fp32 or fp64 accumulation");
+  bits_t bits;
+  std::memcpy(&bits, &g_s, sizeof bits);
+  bits &= bits_t(0) - bits_t(argmax_s == t);  // all ones or all zeros
+  acc_t share;
+  std::memcpy(&share, &bits, sizeof share);
+  return share;
+#endif
 }
 
 }  // namespace max_diff

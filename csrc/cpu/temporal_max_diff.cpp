@@ -15,6 +15,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -83,34 +84,119 @@ struct Rows {
   }
 };
 
-template <typename scalar_t>
+// The j loops below read and write several rows through pointers gcc cannot prove distinct; they
+// are (x, dx and G rows live in different buffers; padded window slots share read-only or
+// write-zero-only scratch rows), so the loops are marked independent instead of versioned.
+#if defined(__clang__)
+#define TDS_IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define TDS_IVDEP _Pragma("GCC ivdep")
+#else
+#define TDS_IVDEP
+#endif
+
+// m = x[t] - max over the window's rows w[0..k-1] (padding slots point at a row of -inf). With the
+// window length W known at compile time (1, 3, 5, 7) this is one vectorised pass; W = 0 is the
+// multi-pass fallback for any other k.
+template <int W, typename acc_t>
+inline void max_diff_row(const acc_t* const* win, int k, const acc_t* xt, acc_t* m, int64_t L) {
+  if constexpr (W > 0) {
+    const acc_t* w[W];
+    for (int i = 0; i < W; ++i) w[i] = win[i];
+    TDS_IVDEP
+    for (int64_t j = 0; j < L; ++j) {
+      acc_t best = w[0][j];
+      for (int i = 1; i < W; ++i) best = max_step(best, w[i][j]);
+      m[j] = xt[j] - best;
+    }
+  } else {
+    for (int64_t j = 0; j < L; ++j) m[j] = win[0][j];
+    for (int i = 1; i < k; ++i) {
+      const acc_t* r = win[i];
+      for (int64_t j = 0; j < L; ++j) m[j] = max_step(m[j], r[j]);
+    }
+    for (int64_t j = 0; j < L; ++j) m[j] = xt[j] - m[j];
+  }
+}
+
+// Window s (rows xw[0..k-1], their gradient rows aw[0..k-1]; padding slots point at a -inf row and a
+// scratch row) recomputes its argmax with max_pool's rule, starting at slot i0 (its first real frame,
+// kept when every frame is -inf), and takes G[s] off the winner's gradient.
+template <int W, typename acc_t>
+inline void route_window(const acc_t* const* xwin, acc_t* const* awin, int k, int i0, const acc_t* gs, int64_t L,
+                         acc_t* best, int32_t* arg) {
+  constexpr acc_t kNegInf = -std::numeric_limits<acc_t>::infinity();
+  if constexpr (W > 0) {
+    const acc_t* xw[W];
+    acc_t* aw[W];
+    for (int i = 0; i < W; ++i) xw[i] = xwin[i], aw[i] = awin[i];
+    TDS_IVDEP
+    for (int64_t j = 0; j < L; ++j) {
+      acc_t b = kNegInf;
+      int32_t a = i0;
+      for (int i = 0; i < W; ++i) {
+        const acc_t v = xw[i][j];
+        const bool upd = beats(v, b);
+        b = upd ? v : b;
+        a = upd ? i : a;
+      }
+      const acc_t gv = gs[j];  // loaded unconditionally: keeps the loop branch-free
+      for (int i = 0; i < W; ++i) aw[i][j] -= routed(a, i, gv);
+    }
+  } else {
+    for (int64_t j = 0; j < L; ++j) best[j] = kNegInf, arg[j] = i0;
+    for (int i = 0; i < k; ++i) {
+      const acc_t* r = xwin[i];
+      for (int64_t j = 0; j < L; ++j) {
+        const bool upd = beats(r[j], best[j]);
+        best[j] = upd ? r[j] : best[j];
+        arg[j] = upd ? i : arg[j];
+      }
+    }
+    for (int i = 0; i < k; ++i) {
+      acc_t* a = awin[i];
+      for (int64_t j = 0; j < L; ++j) {
+        const acc_t gv = gs[j];
+        a[j] -= routed(arg[j], i, gv);
+      }
+    }
+  }
+}
+
+// Splits (B, N) into units of whole tokens, about kTargetRun values per frame each.
+struct Units {
+  int64_t nt_max, blocks;
+  Units(int64_t N, int64_t C)
+      : nt_max(std::max<int64_t>(1, std::min<int64_t>(N, kTargetRun / std::max<int64_t>(C, 1)))),
+        blocks((N + nt_max - 1) / nt_max) {}
+};
+
+template <int W, typename scalar_t>
 void forward_kernel(const scalar_t* x, scalar_t* y, int64_t B, int64_t T, int64_t N, int64_t C, int half,
                     bool mix_on) {
   using acc_t = acc_type_t<scalar_t>;
   constexpr bool same = std::is_same_v<scalar_t, acc_t>;
-  const int64_t nt_max = std::max<int64_t>(1, std::min<int64_t>(N, kTargetRun / std::max<int64_t>(C, 1)));
-  const int64_t blocks = (N + nt_max - 1) / nt_max;
-  const int64_t stride = N * C;
-  at::parallel_for(0, B * blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> xbuf(same ? 0 : T * nt_max * C), mbuf(same ? 0 : nt_max * C);
+  const Units units(N, C);
+  const int64_t stride = N * C, cap = units.nt_max * C;
+  const int k = 2 * half + 1;
+  at::parallel_for(0, B * units.blocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> xbuf(same ? 0 : T * cap), mbuf(same ? 0 : cap);
+    const std::vector<acc_t> neg_inf(cap, -std::numeric_limits<acc_t>::infinity());
+    std::vector<const acc_t*> win(k);
     for (int64_t u = begin; u < end; ++u) {
-      const int64_t b = u / blocks, n0 = (u % blocks) * nt_max;
-      const int64_t nt = std::min(nt_max, N - n0), L = nt * C;
+      const int64_t b = u / units.blocks, n0 = (u % units.blocks) * units.nt_max;
+      const int64_t nt = std::min(units.nt_max, N - n0), L = nt * C;
       const int64_t off = b * T * stride + n0 * C;
       Rows<scalar_t, acc_t> xr(x + off, T, stride, L, xbuf);
       for (int64_t t = 0; t < T; ++t) {
-        // m is built in the output row itself when it has the accumulation type (fp32/fp64).
+        for (int i = 0; i < k; ++i) {
+          const int64_t p = t - half + i;
+          win[i] = (p >= 0 && p < T) ? xr.ptr[p] : neg_inf.data();
+        }
+        // m is built in the output row itself when that has the accumulation type (fp32/fp64).
         acc_t* m;
         if constexpr (same) m = y + off + t * stride; else m = mbuf.data();
-        const int lo = window_lo(int(t), half), hi = window_hi(int(t), half, int(T));
-        const acc_t* r = xr.ptr[lo];
-        for (int64_t j = 0; j < L; ++j) m[j] = r[j];
-        for (int s = lo + 1; s <= hi; ++s) {
-          r = xr.ptr[s];
-          for (int64_t j = 0; j < L; ++j) m[j] = max_step(m[j], r[j]);
-        }
-        const acc_t* xt = xr.ptr[t];
-        for (int64_t j = 0; j < L; ++j) m[j] = xt[j] - m[j];
+        max_diff_row<W>(win.data(), k, xr.ptr[t], m, L);
         if (mix_on) mix_tokens(m, nt, C);
         if constexpr (!same) convert(m, y + off + t * stride, L);
       }
@@ -118,27 +204,28 @@ void forward_kernel(const scalar_t* x, scalar_t* y, int64_t B, int64_t T, int64_
   });
 }
 
-template <typename scalar_t>
+template <int W, typename scalar_t>
 void backward_kernel(const scalar_t* g, const scalar_t* x, scalar_t* dx, int64_t B, int64_t T, int64_t N,
                      int64_t C, int half, bool mix_on) {
   using acc_t = acc_type_t<scalar_t>;
   constexpr bool same = std::is_same_v<scalar_t, acc_t>;
-  const int64_t nt_max = std::max<int64_t>(1, std::min<int64_t>(N, kTargetRun / std::max<int64_t>(C, 1)));
-  const int64_t blocks = (N + nt_max - 1) / nt_max;
-  const int64_t stride = N * C;
-  at::parallel_for(0, B * blocks, 1, [&](int64_t begin, int64_t end) {
-    const int64_t cap = nt_max * C;
+  const Units units(N, C);
+  const int64_t stride = N * C, cap = units.nt_max * C;
+  const int k = 2 * half + 1;
+  at::parallel_for(0, B * units.blocks, 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> xbuf(same ? 0 : T * cap), gbuf((same && !mix_on) ? 0 : T * cap),
-        abuf(same ? 0 : T * cap), best(cap);
-    std::vector<int32_t> arg(cap);
-    std::vector<acc_t*> acc(T);
-    std::vector<const acc_t*> G(T);
+        abuf(same ? 0 : T * cap), best(W > 0 ? 0 : cap), scratch(cap, acc_t(0));
+    const std::vector<acc_t> neg_inf(cap, -std::numeric_limits<acc_t>::infinity());
+    std::vector<int32_t> arg(W > 0 ? 0 : cap);
+    std::vector<acc_t*> acc(T), awin(k);
+    std::vector<const acc_t*> G(T), xwin(k);
     for (int64_t u = begin; u < end; ++u) {
-      const int64_t b = u / blocks, n0 = (u % blocks) * nt_max;
-      const int64_t nt = std::min(nt_max, N - n0), L = nt * C;
+      const int64_t b = u / units.blocks, n0 = (u % units.blocks) * units.nt_max;
+      const int64_t nt = std::min(units.nt_max, N - n0), L = nt * C;
       const int64_t off = b * T * stride + n0 * C;
       Rows<scalar_t, acc_t> xr(x + off, T, stride, L, xbuf);
-      // G[t] = dL/dm[t]: grad_out itself, or its mix transpose (same map as the forward mix).
+      // G[t] = dL/dm[t]: grad_out itself, or its mix transpose (the same map as the forward mix).
+      // dx[t] starts at G[t] (the x[t] term of m) and each window takes its share off.
       for (int64_t t = 0; t < T; ++t) {
         const scalar_t* gt = g + off + t * stride;
         bool borrowed = false;
@@ -159,35 +246,34 @@ void backward_kernel(const scalar_t* g, const scalar_t* x, scalar_t* dx, int64_t
         }
         for (int64_t j = 0; j < L; ++j) acc[t][j] = G[t][j];
       }
-      // Each window s recomputes its argmax from x and takes G[s] off that frame's gradient.
-      for (int s = 0; s < int(T); ++s) {
-        const int lo = window_lo(s, half), hi = window_hi(s, half, int(T));
-        const acc_t* r = xr.ptr[lo];
-        for (int64_t j = 0; j < L; ++j) {
-          best[j] = r[j];
-          arg[j] = lo;
+      // Windows in ascending s (the CUDA kernel subtracts in the same order).
+      for (int64_t s = 0; s < T; ++s) {
+        int i0 = -1;
+        for (int i = 0; i < k; ++i) {
+          const int64_t p = s - half + i;
+          const bool in = p >= 0 && p < T;
+          if (in && i0 < 0) i0 = i;
+          xwin[i] = in ? xr.ptr[p] : neg_inf.data();
+          awin[i] = in ? acc[p] : scratch.data();  // padding never wins: its share is 0
         }
-        for (int p = lo + 1; p <= hi; ++p) {
-          r = xr.ptr[p];
-          for (int64_t j = 0; j < L; ++j) {
-            const bool upd = beats(r[j], best[j]);
-            best[j] = upd ? r[j] : best[j];
-            arg[j] = upd ? p : arg[j];
-          }
-        }
-        const acc_t* gs = G[s];
-        for (int t = lo; t <= hi; ++t) {
-          acc_t* a = acc[t];
-          for (int64_t j = 0; j < L; ++j) {
-            const acc_t gv = gs[j];  // loaded unconditionally: keeps the loop branch-free
-            a[j] -= routed(arg[j], t, gv);
-          }
-        }
+        route_window<W>(xwin.data(), awin.data(), k, i0, G[s], L, best.data(), arg.data());
       }
       if constexpr (!same)
         for (int64_t t = 0; t < T; ++t) convert(acc[t], dx + off + t * stride, L);
     }
   });
+}
+
+// Runs `body` with W = the window length as a compile-time constant when it is 1, 3, 5 or 7.
+template <typename F>
+void with_window(int k, F&& body) {
+  switch (k) {
+    case 1: body(std::integral_constant<int, 1>{}); break;
+    case 3: body(std::integral_constant<int, 3>{}); break;
+    case 5: body(std::integral_constant<int, 5>{}); break;
+    case 7: body(std::integral_constant<int, 7>{}); break;
+    default: body(std::integral_constant<int, 0>{}); break;
+  }
 }
 
 void check_args(const at::Tensor& x, int64_t kernel_size, const char* fn) {
@@ -205,8 +291,10 @@ at::Tensor temporal_max_diff_cpu(const at::Tensor& x_in, int64_t kernel_size, bo
   // A window wider than 2T-1 frames sees the same frames as one of 2T-1; clamping keeps half in int.
   const int half = int(std::min<int64_t>(kernel_size / 2, x.size(1)));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "tds::temporal_max_diff", [&] {
-    forward_kernel<scalar_t>(x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), x.size(0),
-                             x.size(1), x.size(2), x.size(3), half, mix_on);
+    with_window(2 * half + 1, [&](auto W) {
+      forward_kernel<decltype(W)::value, scalar_t>(x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(),
+                                                   x.size(0), x.size(1), x.size(2), x.size(3), half, mix_on);
+    });
   });
   return y;
 }
@@ -224,13 +312,13 @@ at::Tensor temporal_max_diff_backward_cpu(const at::Tensor& grad_in, const at::T
   at::Tensor dx = new_output(x.sizes(), x.options());
   if (x.numel() == 0) return dx;
   const int half = int(std::min<int64_t>(kernel_size / 2, x.size(1)));
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "tds::temporal_max_diff_backward",
-                                  [&] {
-                                    backward_kernel<scalar_t>(g.const_data_ptr<scalar_t>(),
-                                                              x.const_data_ptr<scalar_t>(),
-                                                              dx.mutable_data_ptr<scalar_t>(), x.size(0),
-                                                              x.size(1), x.size(2), x.size(3), half, mix_on);
-                                  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "tds::temporal_max_diff_backward", [&] {
+    with_window(2 * half + 1, [&](auto W) {
+      backward_kernel<decltype(W)::value, scalar_t>(g.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
+                                                    dx.mutable_data_ptr<scalar_t>(), x.size(0), x.size(1),
+                                                    x.size(2), x.size(3), half, mix_on);
+    });
+  });
   return dx;
 }
 

@@ -77,7 +77,7 @@ class EvalConfig:
     num_crops: int = 3
     num_clips: int = 2                # SS: 2, K400: 4
     batch_size: int = 8               # videos per step
-    split: str = "val"
+    split: str = "val"                # "val" (data.val_list) or the path of another list file to evaluate
 
 
 @dataclass

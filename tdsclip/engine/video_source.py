@@ -30,14 +30,15 @@ def _format(cfg: TrainConfig) -> str:
         raise ValueError(f"data.dataset must be one of {sorted(FORMATS)}, got {cfg.data.dataset!r}") from None
 
 
-def build_split(cfg: TrainConfig, split: str):
-    """The ``VideoDataset`` of ``split`` ("train" or "val") from ``data.root`` / ``data.*_list``."""
+def build_split(cfg: TrainConfig, split: str, list_file: str = ""):
+    """The ``VideoDataset`` of ``split`` ("train" or "val") from ``data.root`` / ``data.*_list``
+    (or ``list_file`` when given)."""
     from tdsclip.data import build_dataset
 
     if not cfg.data.root:
         raise ValueError("data.root is not set: pass --data-root DIR (or data.root=DIR) with the dataset's "
                          "directory (see README, 'Training on real data')")
-    list_file = {"train": cfg.data.train_list, "val": cfg.data.val_list}.get(split, "")
+    list_file = list_file or {"train": cfg.data.train_list, "val": cfg.data.val_list}.get(split, "")
     return build_dataset(_format(cfg), split, cfg.data.root, labels_file=cfg.data.labels or None,
                          list_file=list_file or None, **cfg.data.extra.get("dataset", {}))
 
@@ -76,8 +77,10 @@ class VideoSource:
             self.train_loader = make_loader(cfg, info, train, "train", cfg.data.batch_size // cfg.data.repeated_aug,
                                         repeated_aug=cfg.data.repeated_aug)
             self.class_names = list(train.classes) if train.classes else []
+        # tdsclip eval: eval.split "val" is the validation list; anything else names a list file
+        eval_list = cfg.eval.split if (not with_train and cfg.eval.split != "val") else ""
         try:
-            self.val_set = build_split(cfg, "val")
+            self.val_set = build_split(cfg, "val", eval_list)
         except FileNotFoundError:
             if cfg.data.val_list or not with_train:
                 raise

@@ -16,6 +16,12 @@ import torch.nn.functional as F
 from torch import nn
 
 import tds_kernels
+from tds_kernels import _dispatch
+
+try:  # tds_kernels' fused side-block MLP (BN → Linear → GELU → Linear, keeping only its input)
+    from tds_kernels.ops.bn_mlp import bn_mlp_modules
+except ImportError:  # a tds_kernels without it: the lean autograd functions of layers.py do the job
+    bn_mlp_modules = None
 
 from .layers import (DropPath, TokenBatchNorm, checkpoint_side_block, lean_batchnorm_linear, lean_gelu_linear,
                      lean_layernorm_linear, pointwise, temporal_dwconv)
@@ -127,12 +133,18 @@ class SideBlock(nn.Module):
         x = self.attn_norm(x)
         s = s + self.drop_path(side_attention(x.view(B * T, N + 1, d), self.attn).view(B, T, N, d))
         # 3. MLP with a BN3d in front.
-        if self.lean:
-            m = lean_gelu_linear(lean_batchnorm_linear(s, self.mlp_norm, self.mlp_fc1.weight, self.mlp_fc1.bias),
-                                 self.mlp_fc2)
-        else:
-            m = self.mlp_fc2(F.gelu(self.mlp_fc1(self.mlp_norm(s))))
-        return s + self.drop_path(m)
+        return s + self.drop_path(self.mlp(s))
+
+    def mlp(self, s: torch.Tensor) -> torch.Tensor:
+        """``Linear_{4d→d}(GELU(Linear_{d→4d}(BN3d(s))))``: the fused tds_kernels op when a kernel backend
+        is available, else the lean autograd functions (both keep only s for backward, the lean ones
+        also the hidden tensor), or the plain layers for the reference model."""
+        if not self.lean:
+            return self.mlp_fc2(F.gelu(self.mlp_fc1(self.mlp_norm(s))))
+        if bn_mlp_modules is not None and _dispatch.resolve("bn_mlp", None, s.device, warn=False) != "reference":
+            return bn_mlp_modules(s, self.mlp_norm, self.mlp_fc1, self.mlp_fc2)
+        h = lean_batchnorm_linear(s, self.mlp_norm, self.mlp_fc1.weight, self.mlp_fc1.bias)
+        return lean_gelu_linear(h, self.mlp_fc2)
 
 
 class SideNetwork(nn.Module):
