@@ -69,6 +69,38 @@ TDS_HD inline int64_t tap_target(int64_t t_in, int64_t kt, int64_t pt, int64_t T
   return (t >= 0 && t < T_out) ? t : -1;
 }
 
+// ---- Winograd F(2,3) along time (the CPU kernel's form of the temporal taps) -----------------
+// Two consecutive outputs t0, t0+1 of a 3-tap temporal conv read the four input frames
+// d_k = P[t0 - pt + k], k = 0..3. With G_0 = W_0, G_1 = (W_0 + W_1 + W_2)/2, G_2 = (W_0 - W_1 + W_2)/2,
+// G_3 = W_2 and m_i = D_i G_i, where D_0 = d0 - d2, D_1 = d1 + d2, D_2 = d2 - d1, D_3 = d1 - d3:
+//   Z[t0] = m0 + m1 + m2,   Z[t0 + 1] = m1 - m2 - m3
+// (exactly d0 W_0 + d1 W_1 + d2 W_2 and d1 W_0 + d2 W_1 + d3 W_2): 4 GEMMs per 2 outputs instead of 6.
+// The input transforms are exact for uint8 frames (sums of small integers).
+constexpr int64_t kPlanes = 4;
+
+template <typename acc_t>
+TDS_HD inline void winograd_input(acc_t d0, acc_t d1, acc_t d2, acc_t d3, acc_t* D) {
+  D[0] = d0 - d2;
+  D[1] = d1 + d2;
+  D[2] = d2 - d1;
+  D[3] = d1 - d3;
+}
+
+template <typename acc_t>
+TDS_HD inline void winograd_output(acc_t m0, acc_t m1, acc_t m2, acc_t m3, acc_t& z0, acc_t& z1) {
+  z0 = m0 + m1 + m2;
+  z1 = m1 - m2 - m3;
+}
+
+// Transpose of winograd_output: the gradients of the four products from those of the two outputs.
+template <typename acc_t>
+TDS_HD inline void winograd_output_grad(acc_t dz0, acc_t dz1, acc_t* dm) {
+  dm[0] = dz0;
+  dm[1] = dz0 + dz1;
+  dm[2] = dz0 - dz1;
+  dm[3] = -dz1;
+}
+
 // Patch column -> (channel, ky, kx); the column order matches Conv3d's weight (d, C, 3, P, P)
 // with the temporal tap moved to the GEMM's N dimension.
 TDS_HD inline void split_col(int64_t col, int64_t P, int64_t& ch, int64_t& ky, int64_t& kx) {

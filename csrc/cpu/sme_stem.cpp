@@ -1,12 +1,19 @@
 // CPU kernels of the fused SME stem (SPEC §4 op 3). The formulation is in
 // csrc/common/sme_stem_math.h; the ATen-side helpers in csrc/common/sme_stem_host.h.
 //
-// Forward: the patch-row groups (b, i) are split into chunks of ~kTargetRows rows; each thread,
-// for each of its chunks, gathers the RGB and motion patches straight from the (uint8 or float)
-// frames into small float buffers that stay in cache, runs one GEMM per branch against the folded
-// weights of the three temporal taps (at::mm -> MKL), and combines the taps with the t-1/t/t+1
-// shift into the bias-free conv outputs Z (train: kept for the batch statistics; eval: fused into
-// the output at once). Neither the normalised frames nor the 12-channel difference tensor exist.
+// The stem is a patchify GEMM (stride = kernel spatially) with a 3-tap temporal conv over the T
+// segments. The CPU is FLOP-bound here, so the temporal taps use Winograd F(2,3) (sme_stem_math.h):
+// two output segments cost 4 GEMMs against transformed weights instead of 6 -- a third fewer FLOPs
+// in every GEMM pass, forward and backward. The CUDA kernels use the direct taps (cuBLAS has
+// FLOPs to spare); both share the gather, BatchNorm and fusion math.
+//
+// Forward: the token-row groups (b, i) are split into chunks of ~kTargetRows rows per Winograd plane;
+// each thread, for each of its chunks, gathers the four transformed patch planes straight from the
+// (uint8 or float) frames into small float buffers that stay in cache (rows (group, tile, j),
+// columns (channel, ky, kx)), multiplies each plane with its transformed folded weights (at::mm ->
+// MKL, single-threaded inside the parallel region) and applies the output transform into the
+// bias-free conv outputs Z (train: kept for the batch statistics; eval: fused into the output at
+// once). Neither the normalised frames nor the 12-channel difference tensor exist.
 //
 // Motion patches hold the 12 differences f_{k+1} - f_k computed while gathering rather than the 15
 // raw frames with telescoped weights (W'_0 = -W_0, W'_j = W_{j-1} - W_j, W'_4 = W_3): both read the
@@ -14,9 +21,10 @@
 // fewer GEMM FLOPs and 20% less patch buffer traffic, for 12 subtractions per pixel position.
 //
 // Backward (weights only; frames are data): a first pass recomputes Z chunk by chunk (the autograd
-// context keeps only frames, weights and the per-channel statistics) and reduces sum(g), sum(g Z);
-// BatchNorm's backward turns Z into dZ in place; a second pass regathers the patches and
-// accumulates dW' = patches^T . dZ (shifted per tap) with at::addmm_ into per-thread accumulators.
+// context keeps only frames, weights and the per-channel statistics) and reduces sum(g),
+// sum(g (Z - shift)); BatchNorm's backward turns Z into dZ in place; a second pass regathers the
+// planes and accumulates A_i = plane_i^T . dm_i (dm = the transposed output transform of dZ) with
+// at::addmm_ into per-thread accumulators; the transposed weight transform gives dW per tap.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -33,13 +41,22 @@ namespace tds {
 namespace sme_stem {
 namespace {
 
-// ~200 patch rows per chunk: the motion buffer is then 200 x 12 P^2 floats (2.4 MB at P = 16),
-// resident in L2/L3 between the gather and the GEMM, and each GEMM is still big enough for MKL.
-constexpr int64_t kTargetRows = 200;
+// ~160 rows per plane per chunk: the four motion planes are then 4 x 160 x 12 P^2 floats (7.9 MB at
+// P = 16), resident in L3 between the gather and the GEMMs, and each GEMM is still big enough for MKL.
+constexpr int64_t kTargetRows = 160;
 
 struct FrameStrides {
   int64_t b, t, k, c, y, x;
 };
+
+// Winograd tiles: tile tau holds the output segments 2 tau and 2 tau + 1.
+int64_t num_tiles(const Geom& g) { return (g.T_out + 1) / 2; }
+int64_t rows_per_group(const Geom& g) { return num_tiles(g) * g.w; }
+int64_t groups_per_chunk_cpu(const Geom& g) { return std::max<int64_t>(1, kTargetRows / rows_per_group(g)); }
+int64_t num_chunks(const Geom& g) {
+  const int64_t gpc = groups_per_chunk_cpu(g);
+  return (g.B * g.h + gpc - 1) / gpc;
+}
 
 // dst[0, P) <- pixels x_base + kx of one frame row, zero where kx is outside [kx0, kx1) (padding).
 template <typename scalar_t, typename acc_t>
@@ -75,42 +92,65 @@ inline void diff_line(acc_t* dst, const scalar_t* next, const scalar_t* prev, in
   for (int64_t kx = kx1; kx < P; ++kx) dst[kx] = acc_t(0);
 }
 
-// Patch rows of groups [g0, g1) (rows ordered (group, t, j)) into pr (rows, 3 P^2) and
-// pm (rows, 12 P^2).
+// The four transformed planes of groups [g0, g1) of a chunk: plane p, row (group, tile, j) at
+// planes + p * plane_stride + row * K, columns (channel, ky, kx) of the branch (K = C P^2).
 template <typename scalar_t, typename acc_t>
 void gather_chunk(const scalar_t* frames, const FrameStrides& s, const Geom& g, int64_t g0, int64_t g1, acc_t* pr,
-                  acc_t* pm) {
-  const int64_t P = g.P, P2 = P * P, Kr = kRgbChannels * P2, Km = kMotChannels * P2;
+                  int64_t stride_r, acc_t* pm, int64_t stride_m) {
+  const int64_t P = g.P, P2 = P * P, Kr = kRgbChannels * P2, Km = kMotChannels * P2, n_tiles = num_tiles(g);
+  std::vector<acc_t> lines(static_cast<size_t>(4 * P));  // the 4 input segments' values of one patch line
+  acc_t* l[4] = {lines.data(), lines.data() + P, lines.data() + 2 * P, lines.data() + 3 * P};
+  // out[p][0, P) <- plane p of the Winograd input transform of the 4 lines.
+  auto transform = [&](acc_t* base, int64_t stride, int64_t off) {
+    acc_t* o0 = base + off;
+    acc_t* o1 = o0 + stride;
+    acc_t* o2 = o1 + stride;
+    acc_t* o3 = o2 + stride;
+    for (int64_t kx = 0; kx < P; ++kx) {
+      acc_t D[kPlanes];
+      winograd_input(l[0][kx], l[1][kx], l[2][kx], l[3][kx], D);
+      o0[kx] = D[0];
+      o1[kx] = D[1];
+      o2[kx] = D[2];
+      o3[kx] = D[3];
+    }
+  };
   int64_t row = 0;
   for (int64_t grp = g0; grp < g1; ++grp) {
     const int64_t b = grp / g.h, i = grp % g.h;
-    for (int64_t t = 0; t < g.T; ++t) {
-      const scalar_t* clip = frames + b * s.b + t * s.t;
+    for (int64_t tau = 0; tau < n_tiles; ++tau) {
+      const scalar_t* seg[4];  // the 4 input segments of the tile; nullptr in the temporal padding
+      for (int k = 0; k < 4; ++k) {
+        const int64_t t_in = src_index(2 * tau, k, 1, g.pt, g.T);
+        seg[k] = t_in >= 0 ? frames + b * s.b + t_in * s.t : nullptr;
+      }
       for (int64_t j = 0; j < g.w; ++j, ++row) {
         const int64_t x_base = j * P - g.pw;
         const int64_t kx0 = std::max<int64_t>(0, -x_base), kx1 = std::min<int64_t>(P, g.W - x_base);
-        acc_t* r = pr + row * Kr;
-        acc_t* m = pm + row * Km;
         for (int64_t ky = 0; ky < P; ++ky) {
           const int64_t y = src_index(i, ky, P, g.ph, g.H);
           for (int64_t c = 0; c < kColours; ++c) {
-            acc_t* dst = r + (c * P + ky) * P;
-            if (y < 0) {
-              std::memset(dst, 0, sizeof(acc_t) * P);
-            } else {
-              copy_line(dst, clip + kCentre * s.k + c * s.c + y * s.y, s.x, x_base, kx0, kx1, P);
+            for (int k = 0; k < 4; ++k) {
+              if (y < 0 || seg[k] == nullptr) {
+                std::memset(l[k], 0, sizeof(acc_t) * P);
+              } else {
+                copy_line(l[k], seg[k] + kCentre * s.k + c * s.c + y * s.y, s.x, x_base, kx0, kx1, P);
+              }
             }
+            transform(pr, stride_r, row * Kr + (c * P + ky) * P);
           }
           for (int64_t ch = 0; ch < kMotChannels; ++ch) {
-            acc_t* dst = m + (ch * P + ky) * P;
-            if (y < 0) {
-              std::memset(dst, 0, sizeof(acc_t) * P);
-            } else {
-              int64_t k, c;
-              motion_channel(ch, k, c);
-              const scalar_t* base = clip + c * s.c + y * s.y;
-              diff_line(dst, base + (k + 1) * s.k, base + k * s.k, s.x, x_base, kx0, kx1, P);
+            int64_t win, c;
+            motion_channel(ch, win, c);
+            for (int k = 0; k < 4; ++k) {
+              if (y < 0 || seg[k] == nullptr) {
+                std::memset(l[k], 0, sizeof(acc_t) * P);
+              } else {
+                const scalar_t* base = seg[k] + c * s.c + y * s.y;
+                diff_line(l[k], base + (win + 1) * s.k, base + win * s.k, s.x, x_base, kx0, kx1, P);
+              }
             }
+            transform(pm, stride_m, row * Km + (ch * P + ky) * P);
           }
         }
       }
@@ -118,80 +158,86 @@ void gather_chunk(const scalar_t* frames, const FrameStrides& s, const Geom& g, 
   }
 }
 
-// z[0, d) <- bias (or 0) + sum of the valid taps of output frame t_out, token (i, j), from the
-// group's GEMM output y_grp (T*w rows of 3d: the three taps side by side).
-template <typename acc_t>
-inline void sum_taps(acc_t* z, const acc_t* y_grp, const acc_t* bias, int64_t t_out, int64_t j, const Geom& g) {
-  const int64_t d = g.d, ld = kTaps * d;
-  if (bias != nullptr) {
-    for (int64_t o = 0; o < d; ++o) z[o] = bias[o];
-  } else {
-    for (int64_t o = 0; o < d; ++o) z[o] = acc_t(0);
-  }
-  for (int64_t kt = 0; kt < kTaps; ++kt) {
-    const int64_t t_in = tap_source(t_out, kt, g.pt, g.T);
-    if (t_in < 0) continue;
-    const acc_t* y = y_grp + (t_in * g.w + j) * ld + kt * d;
-    for (int64_t o = 0; o < d; ++o) z[o] += y[o];
-  }
-}
-
 enum class Pass { kTrainForward, kEvalForward, kBackwardStats };
 
-// Tap combination of one chunk. kTrainForward: Z into zr/zm and the sums of Z (slots kSumZr, kSumZm);
-// kEvalForward: the fused output straight into out; kBackwardStats: Z into zr/zm and the sums of g,
-// g (Z - shift), Z - shift around the per-channel centres (2, d) (slots of BwdStat).
+// Output transform of one chunk (plane products yr / ym: plane p, row (group, tile, j), d wide).
+// kTrainForward: Z into zr/zm and the sums of Z (slots kSumZr, kSumZm); kEvalForward: the fused output
+// straight into out; kBackwardStats: Z into zr/zm and the sums of g, g (Z - shift), Z - shift around
+// the per-channel centres (2, d) (slots of BwdStat).
 template <typename acc_t, typename out_t>
 void combine_chunk(Pass pass, const Geom& g, int64_t g0, int64_t g1, const acc_t* yr, const acc_t* ym,
-                   const acc_t* bias_map, acc_t* zr, acc_t* zm, out_t* out, const acc_t* coefs, const acc_t* grad,
-                   const double* centre, double* sums, acc_t* tmp) {
-  const int64_t d = g.d, grp_rows = g.T * g.w * kTaps * d;
+                   int64_t plane_stride, const acc_t* bias_map, acc_t* zr, acc_t* zm, out_t* out, const acc_t* coefs,
+                   const acc_t* grad, const double* centre, double* sums, acc_t* tmp) {
+  const int64_t d = g.d, n_tiles = num_tiles(g);
+  int64_t row = 0;
   for (int64_t grp = g0; grp < g1; ++grp) {
     const int64_t b = grp / g.h, i = grp % g.h;
-    const acc_t* yr_g = yr + (grp - g0) * grp_rows;
-    const acc_t* ym_g = ym + (grp - g0) * grp_rows;
-    for (int64_t t = 0; t < g.T_out; ++t) {
-      for (int64_t j = 0; j < g.w; ++j) {
-        const int64_t pos = ((b * g.T_out + t) * g.h + i) * g.w + j;
-        const acc_t* bm = bias_map ? bias_map + ((t * g.h + i) * g.w + j) * d : nullptr;
-        if (pass == Pass::kEvalForward) {
-          acc_t* a = tmp;
-          acc_t* m = tmp + d;
-          sum_taps(a, yr_g, bm, t, j, g);
-          sum_taps(m, ym_g, static_cast<const acc_t*>(nullptr), t, j, g);
-          const acc_t *mr = coefs + kShiftR * d, *mm = coefs + kShiftM * d;
-          const acc_t *sr = coefs + kScaleR * d, *sm = coefs + kScaleM * d, *off = coefs + kOffset * d;
-          out_t* o_row = out + pos * d;
-          for (int64_t o = 0; o < d; ++o)
-            o_row[o] = static_cast<out_t>(fused_output(a[o], m[o], mr[o], mm[o], sr[o], sm[o], off[o]));
-          continue;
+    for (int64_t tau = 0; tau < n_tiles; ++tau) {
+      for (int64_t j = 0; j < g.w; ++j, ++row) {
+        const acc_t* mr = yr + row * d;
+        const acc_t* mm = ym + row * d;
+        acc_t* a[2];
+        acc_t* m[2];
+        int64_t pos[2];
+        const int n_out = 2 * tau + 1 < g.T_out ? 2 : 1;
+        for (int u = 0; u < n_out; ++u) {
+          const int64_t t = 2 * tau + u;
+          pos[u] = ((b * g.T_out + t) * g.h + i) * g.w + j;
+          a[u] = pass == Pass::kEvalForward ? tmp + (2 * u) * d : zr + pos[u] * d;
+          m[u] = pass == Pass::kEvalForward ? tmp + (2 * u + 1) * d : zm + pos[u] * d;
         }
-        acc_t* a = zr + pos * d;
-        acc_t* m = zm + pos * d;
-        sum_taps(a, yr_g, bm, t, j, g);
-        sum_taps(m, ym_g, static_cast<const acc_t*>(nullptr), t, j, g);
-        if (pass == Pass::kTrainForward) {
-          double* s1r = sums + kSumZr * d;
-          double* s1m = sums + kSumZm * d;
+        const acc_t* bm0 = bias_map ? bias_map + ((2 * tau * g.h + i) * g.w + j) * d : nullptr;
+        const acc_t* bm1 = (bias_map && n_out == 2) ? bias_map + (((2 * tau + 1) * g.h + i) * g.w + j) * d : nullptr;
+        const int64_t ps = plane_stride;
+        if (n_out == 2) {
           for (int64_t o = 0; o < d; ++o) {
-            s1r[o] += static_cast<double>(a[o]);
-            s1m[o] += static_cast<double>(m[o]);
+            acc_t z0, z1, y0, y1;
+            winograd_output(mr[o], mr[ps + o], mr[2 * ps + o], mr[3 * ps + o], z0, z1);
+            winograd_output(mm[o], mm[ps + o], mm[2 * ps + o], mm[3 * ps + o], y0, y1);
+            a[0][o] = bm0 ? z0 + bm0[o] : z0;
+            a[1][o] = bm1 ? z1 + bm1[o] : z1;
+            m[0][o] = y0;
+            m[1][o] = y1;
           }
         } else {
-          const acc_t* gr = grad + pos * d;
-          const double *cr = centre, *cm = centre + d;
-          double* sg = sums + kSumG * d;
-          double* sgr = sums + kSumGZr * d;
-          double* sgm = sums + kSumGZm * d;
-          double* szr = sums + kSumZr0 * d;
-          double* szm = sums + kSumZm0 * d;
           for (int64_t o = 0; o < d; ++o) {
-            const double gv = gr[o], vr = a[o] - cr[o], vm = m[o] - cm[o];
-            sg[o] += gv;
-            sgr[o] += gv * vr;
-            sgm[o] += gv * vm;
-            szr[o] += vr;
-            szm[o] += vm;
+            acc_t z0, z1, y0, y1;
+            winograd_output(mr[o], mr[ps + o], mr[2 * ps + o], mr[3 * ps + o], z0, z1);
+            winograd_output(mm[o], mm[ps + o], mm[2 * ps + o], mm[3 * ps + o], y0, y1);
+            a[0][o] = bm0 ? z0 + bm0[o] : z0;
+            m[0][o] = y0;
+          }
+        }
+        for (int u = 0; u < n_out; ++u) {
+          if (pass == Pass::kEvalForward) {
+            const acc_t *sr_ = coefs + kShiftR * d, *sm_ = coefs + kShiftM * d;
+            const acc_t *kr = coefs + kScaleR * d, *km = coefs + kScaleM * d, *off = coefs + kOffset * d;
+            out_t* dst = out + pos[u] * d;
+            for (int64_t o = 0; o < d; ++o)
+              dst[o] = static_cast<out_t>(fused_output(a[u][o], m[u][o], sr_[o], sm_[o], kr[o], km[o], off[o]));
+          } else if (pass == Pass::kTrainForward) {
+            double* s1r = sums + kSumZr * d;
+            double* s1m = sums + kSumZm * d;
+            for (int64_t o = 0; o < d; ++o) {
+              s1r[o] += static_cast<double>(a[u][o]);
+              s1m[o] += static_cast<double>(m[u][o]);
+            }
+          } else {
+            const acc_t* gr = grad + pos[u] * d;
+            const double *cr = centre, *cm = centre + d;
+            double* sg = sums + kSumG * d;
+            double* sgr = sums + kSumGZr * d;
+            double* sgm = sums + kSumGZm * d;
+            double* szr = sums + kSumZr0 * d;
+            double* szm = sums + kSumZm0 * d;
+            for (int64_t o = 0; o < d; ++o) {
+              const double gv = gr[o], vr = a[u][o] - cr[o], vm = m[u][o] - cm[o];
+              sg[o] += gv;
+              sgr[o] += gv * vr;
+              sgm[o] += gv * vm;
+              szr[o] += vr;
+              szm[o] += vm;
+            }
           }
         }
       }
@@ -230,24 +276,25 @@ void squared_deviations(const acc_t* zr, const acc_t* zm, int64_t n_pos, int64_t
     }
 }
 
-// dY rows (group, t_in, j) of a chunk: for tap kt the dZ of the output frame t_in reaches through it.
+// Gradients of the four plane products of a chunk (plane p, row (group, tile, j), d wide) from dZ.
 template <typename acc_t>
-void shift_grad_chunk(const Geom& g, int64_t g0, int64_t g1, const acc_t* dz, acc_t* dy) {
-  const int64_t d = g.d, ld = kTaps * d;
+void plane_grads_chunk(const Geom& g, int64_t g0, int64_t g1, const acc_t* dz, acc_t* dm, int64_t plane_stride) {
+  const int64_t d = g.d, n_tiles = num_tiles(g);
   int64_t row = 0;
   for (int64_t grp = g0; grp < g1; ++grp) {
     const int64_t b = grp / g.h, i = grp % g.h;
-    for (int64_t t = 0; t < g.T; ++t) {
+    for (int64_t tau = 0; tau < n_tiles; ++tau) {
       for (int64_t j = 0; j < g.w; ++j, ++row) {
-        for (int64_t kt = 0; kt < kTaps; ++kt) {
-          acc_t* dst = dy + row * ld + kt * d;
-          const int64_t t_out = tap_target(t, kt, g.pt, g.T_out);
-          if (t_out < 0) {
-            std::memset(dst, 0, sizeof(acc_t) * d);
-            continue;
-          }
-          const acc_t* src = dz + (((b * g.T_out + t_out) * g.h + i) * g.w + j) * d;
-          std::memcpy(dst, src, sizeof(acc_t) * d);
+        const acc_t* d0 = dz + (((b * g.T_out + 2 * tau) * g.h + i) * g.w + j) * d;
+        const acc_t* d1 = 2 * tau + 1 < g.T_out ? d0 + g.h * g.w * d : nullptr;  // next segment, same token
+        acc_t* o = dm + row * d;
+        for (int64_t c = 0; c < d; ++c) {
+          acc_t v[kPlanes];
+          winograd_output_grad(d0[c], d1 ? d1[c] : acc_t(0), v);
+          o[c] = v[0];
+          o[plane_stride + c] = v[1];
+          o[2 * plane_stride + c] = v[2];
+          o[3 * plane_stride + c] = v[3];
         }
       }
     }
@@ -279,49 +326,65 @@ FrameStrides strides_of(const at::Tensor& frames) {
   return {frames.stride(0), frames.stride(1), frames.stride(2), frames.stride(3), frames.stride(4), frames.stride(5)};
 }
 
-// Runs `body(chunk, g0, g1, pr, pm, yr, ym)` over all chunks with one set of buffers per thread;
-// pr/pm hold the chunk's patches (gathered here) and yr/ym their GEMM outputs when `gemm` is set.
+// Folded weights (K, 3d) -> the Winograd weight planes (4, K, d): W_0, (W_0+W_1+W_2)/2, (W_0-W_1+W_2)/2, W_2.
+at::Tensor winograd_weights(const at::Tensor& wf, int64_t d) {
+  const at::Tensor w = wf.view({wf.size(0), kTaps, d});
+  const at::Tensor w0 = w.select(1, 0), w1 = w.select(1, 1), w2 = w.select(1, 2);
+  return at::stack({w0, (w0 + w1 + w2) * 0.5, (w0 - w1 + w2) * 0.5, w2}).contiguous();
+}
+
+// Transpose of winograd_weights: plane gradients (4, K, d) -> folded-weight gradient (K, 3d).
+at::Tensor winograd_weight_grad(const at::Tensor& a) {
+  const at::Tensor half = (a[1] + a[2]) * 0.5;
+  return at::stack({a[0] + half, (a[1] - a[2]) * 0.5, half + a[3]}, 1).reshape({a.size(1), -1});
+}
+
+// Per-thread chunk buffers: the 4 planes of both branches and, with `gemm`, their products.
+struct Buffers {
+  at::Tensor pr, pm, yr, ym;
+  int64_t rows_max;
+};
+
+Buffers make_buffers(const Geom& g, const at::TensorOptions& opts, bool gemm) {
+  Buffers bf;
+  const int64_t P2 = g.P * g.P;
+  bf.rows_max = groups_per_chunk_cpu(g) * rows_per_group(g);
+  bf.pr = at::empty({kPlanes, bf.rows_max, kRgbChannels * P2}, opts);
+  bf.pm = at::empty({kPlanes, bf.rows_max, kMotChannels * P2}, opts);
+  if (gemm) {
+    bf.yr = at::empty({kPlanes, bf.rows_max, g.d}, opts);
+    bf.ym = at::empty({kPlanes, bf.rows_max, g.d}, opts);
+  }
+  return bf;
+}
+
+// Runs `body(chunk, g0, g1, rows, buffers)` over all chunks with one set of buffers per thread, after
+// gathering the chunk's planes and, with `gemm`, multiplying them with the weight planes wr / wm.
 template <typename scalar_t, typename acc_t, typename Body>
 void for_each_chunk(const Call& c, const at::Tensor& frames, const at::Tensor& wr, const at::Tensor& wm, bool gemm,
                     Body&& body) {
   const Geom& g = c.g;
-  const int64_t P2 = g.P * g.P, Kr = kRgbChannels * P2, Km = kMotChannels * P2;
-  const int64_t n_groups = g.B * g.h, gpc = groups_per_chunk(g, kTargetRows);
-  const int64_t n_chunks = (n_groups + gpc - 1) / gpc, rows_max = gpc * g.T * g.w;
+  const int64_t n_groups = g.B * g.h, gpc = groups_per_chunk_cpu(g), n_chunks = num_chunks(g);
   const scalar_t* fp = frames.const_data_ptr<scalar_t>();
   const FrameStrides s = strides_of(frames);
   const auto opts = wr.options().dtype(c.acc);
   at::parallel_for(0, n_chunks, 1, [&](int64_t c0, int64_t c1) {
-    at::Tensor pr = at::empty({rows_max, Kr}, opts), pm = at::empty({rows_max, Km}, opts);
-    at::Tensor yr, ym;
-    if (gemm) {
-      yr = at::empty({rows_max, kTaps * g.d}, opts);
-      ym = at::empty({rows_max, kTaps * g.d}, opts);
-    }
+    Buffers bf = make_buffers(g, opts, gemm);
     for (int64_t ck = c0; ck < c1; ++ck) {
-      const int64_t g0 = ck * gpc, g1 = std::min(n_groups, g0 + gpc), rows = (g1 - g0) * g.T * g.w;
-      gather_chunk<scalar_t, acc_t>(fp, s, g, g0, g1, pr.data_ptr<acc_t>(), pm.data_ptr<acc_t>());
-      at::Tensor prv = pr.narrow(0, 0, rows), pmv = pm.narrow(0, 0, rows);
+      const int64_t g0 = ck * gpc, g1 = std::min(n_groups, g0 + gpc), rows = (g1 - g0) * rows_per_group(g);
+      gather_chunk<scalar_t, acc_t>(fp, s, g, g0, g1, bf.pr.data_ptr<acc_t>(), bf.pr.stride(0),
+                                    bf.pm.data_ptr<acc_t>(), bf.pm.stride(0));
       if (gemm) {
-        at::Tensor yrv = yr.narrow(0, 0, rows), ymv = ym.narrow(0, 0, rows);
-        at::mm_out(yrv, prv, wr);
-        at::mm_out(ymv, pmv, wm);
-        body(ck, g0, g1, prv, pmv, yrv.const_data_ptr<acc_t>(), ymv.const_data_ptr<acc_t>());
-      } else {
-        body(ck, g0, g1, prv, pmv, static_cast<const acc_t*>(nullptr), static_cast<const acc_t*>(nullptr));
+        for (int64_t p = 0; p < kPlanes; ++p) {
+          at::Tensor yr = bf.yr[p].narrow(0, 0, rows), ym = bf.ym[p].narrow(0, 0, rows);
+          at::mm_out(yr, bf.pr[p].narrow(0, 0, rows), wr[p]);
+          at::mm_out(ym, bf.pm[p].narrow(0, 0, rows), wm[p]);
+        }
       }
+      body(ck, g0, g1, rows, bf);
     }
   });
 }
-
-int64_t num_chunks(const Geom& g) {
-  const int64_t n_groups = g.B * g.h, gpc = groups_per_chunk(g, kTargetRows);
-  return (n_groups + gpc - 1) / gpc;
-}
-
-// Per-chunk partial sums (n_chunks, n_stats, d) reduced in chunk order: deterministic whatever the
-// thread count.
-at::Tensor reduce_partials(const at::Tensor& partials) { return partials.sum(0); }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sme_stem_forward_cpu(
     const at::Tensor& frames, const at::Tensor& w_rgb, const std::optional<at::Tensor>& b_rgb, const at::Tensor& w_mot,
@@ -338,12 +401,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sme_stem_
                                {"running_var_mot", running_var_mot}},
                               /*stats_required=*/!training, pixel_mean, pixel_std, alpha, padding, training, eps);
   const Geom& g = c.g;
-  const at::Tensor wr = fold_weights(c, w_rgb), wm = fold_weights(c, w_mot);
+  const int64_t n_pos = g.B * g.T_out * g.h * g.w, d = g.d;
+  const at::Tensor wr = winograd_weights(fold_weights(c, w_rgb), d), wm = winograd_weights(fold_weights(c, w_mot), d);
   const at::Tensor bias_map = has_mean_shift(c) ? rgb_bias_map(c, w_rgb) : at::Tensor();
   const at::Tensor params = param_pack(c, b_rgb, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot, running_mean_rgb,
                                        running_var_rgb, running_mean_mot, running_var_mot);
   const auto acc_opts = w_rgb.options().dtype(c.acc);
-  const int64_t n_pos = g.B * g.T_out * g.h * g.w, d = g.d;
   at::Tensor out = new_output({g.B, g.T_out, g.h * g.w, d}, w_rgb.options().dtype(c.out));
   at::Tensor stats = new_output({kNumStats, d}, acc_opts);
   at::Tensor coefs = at::empty({kNumFwdCoefs, d}, acc_opts);
@@ -363,25 +426,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sme_stem_
         using frame_t = std::remove_pointer_t<decltype(frame_tag)>;
         if (!c.training) {
           finalise(nullptr);
-          for_each_chunk<frame_t, acc_t>(
-              c, frames, wr, wm, true, [&](int64_t, int64_t g0, int64_t g1, const at::Tensor&, const at::Tensor&,
-                                           const acc_t* yr, const acc_t* ym) {
-                std::vector<acc_t> tmp(2 * d);
-                combine_chunk<acc_t, out_t>(Pass::kEvalForward, g, g0, g1, yr, ym, bm, nullptr, nullptr,
-                                            out.data_ptr<out_t>(), coefs.const_data_ptr<acc_t>(), nullptr, nullptr,
-                                            nullptr, tmp.data());
-              });
+          for_each_chunk<frame_t, acc_t>(c, frames, wr, wm, true, [&](int64_t, int64_t g0, int64_t g1, int64_t,
+                                                                      Buffers& bf) {
+            std::vector<acc_t> tmp(4 * d);
+            combine_chunk<acc_t, out_t>(Pass::kEvalForward, g, g0, g1, bf.yr.const_data_ptr<acc_t>(),
+                                        bf.ym.const_data_ptr<acc_t>(), bf.yr.stride(0), bm, nullptr, nullptr,
+                                        out.data_ptr<out_t>(), coefs.const_data_ptr<acc_t>(), nullptr, nullptr,
+                                        nullptr, tmp.data());
+          });
           return;
         }
         at::Tensor zr = at::empty({n_pos, d}, acc_opts), zm = at::empty({n_pos, d}, acc_opts);
         at::Tensor partials = at::zeros({num_chunks(g), 2, d}, acc_opts.dtype(at::kDouble));
-        for_each_chunk<frame_t, acc_t>(
-            c, frames, wr, wm, true, [&](int64_t ck, int64_t g0, int64_t g1, const at::Tensor&, const at::Tensor&,
-                                         const acc_t* yr, const acc_t* ym) {
-              combine_chunk<acc_t, out_t>(Pass::kTrainForward, g, g0, g1, yr, ym, bm, zr.data_ptr<acc_t>(),
-                                          zm.data_ptr<acc_t>(), static_cast<out_t*>(nullptr), nullptr, nullptr,
-                                          nullptr, partials[ck].data_ptr<double>(), nullptr);
-            });
+        for_each_chunk<frame_t, acc_t>(c, frames, wr, wm, true, [&](int64_t ck, int64_t g0, int64_t g1, int64_t,
+                                                                    Buffers& bf) {
+          combine_chunk<acc_t, out_t>(Pass::kTrainForward, g, g0, g1, bf.yr.const_data_ptr<acc_t>(),
+                                      bf.ym.const_data_ptr<acc_t>(), bf.yr.stride(0), bm, zr.data_ptr<acc_t>(),
+                                      zm.data_ptr<acc_t>(), static_cast<out_t*>(nullptr), nullptr, nullptr, nullptr,
+                                      partials[ck].data_ptr<double>(), nullptr);
+        });
         // Sums in chunk order (deterministic), then the squared deviations around the batch means.
         at::Tensor sums = at::zeros({kNumFwdStats, d}, acc_opts.dtype(at::kDouble));
         sums.narrow(0, kSumZr, 2).copy_(partials.sum(0));
@@ -439,7 +502,7 @@ sme_stem_backward_cpu(const at::Tensor& grad_out, const at::Tensor& frames, cons
                     " but frames are on ", frames.device());
   const auto acc_opts = w_rgb.options().dtype(c.acc);
   const at::Tensor grad = grad_out.to(c.acc).contiguous().view({n_pos, d});
-  const at::Tensor wr = fold_weights(c, w_rgb), wm = fold_weights(c, w_mot);
+  const at::Tensor wr = winograd_weights(fold_weights(c, w_rgb), d), wm = winograd_weights(fold_weights(c, w_mot), d);
   const at::Tensor bias_map = has_mean_shift(c) ? rgb_bias_map(c, w_rgb) : at::Tensor();
   const at::Tensor params = param_pack(c, b_rgb, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot, at::Tensor(),
                                        at::Tensor(), at::Tensor(), at::Tensor());
@@ -448,7 +511,7 @@ sme_stem_backward_cpu(const at::Tensor& grad_out, const at::Tensor& frames, cons
   at::Tensor grads = at::empty({kNumGrads, d}, acc_opts);
   at::Tensor coefs = at::empty({kNumBwdCoefs, d}, acc_opts);
   const int64_t Kr = kRgbChannels * P2, Km = kMotChannels * P2;
-  at::Tensor dwr, dwm;
+  at::Tensor a_r, a_m;  // plane gradients (4, K, d)
   at::Tensor zr = at::empty({n_pos, d}, acc_opts), zm = at::empty({n_pos, d}, acc_opts);
 
   dispatch_acc(c.acc, [&](auto* acc_tag) {
@@ -462,15 +525,15 @@ sme_stem_backward_cpu(const at::Tensor& grad_out, const at::Tensor& frames, cons
         backward_shift<acc_t>(o, d, params.const_data_ptr<acc_t>(), stats.const_data_ptr<acc_t>(), centre[o],
                               centre[d + o]);
       at::Tensor partials = at::zeros({num_chunks(g), kNumBwdStats, d}, acc_opts.dtype(at::kDouble));
-      for_each_chunk<frame_t, acc_t>(
-          c, frames, wr, wm, true, [&](int64_t ck, int64_t g0, int64_t g1, const at::Tensor&, const at::Tensor&,
-                                       const acc_t* yr, const acc_t* ym) {
-            combine_chunk<acc_t, acc_t>(Pass::kBackwardStats, g, g0, g1, yr, ym, bm, zr.data_ptr<acc_t>(),
-                                        zm.data_ptr<acc_t>(), static_cast<acc_t*>(nullptr), nullptr,
-                                        grad.const_data_ptr<acc_t>(), centre.data(), partials[ck].data_ptr<double>(),
-                                        nullptr);
-          });
-      const at::Tensor sums = reduce_partials(partials).contiguous();
+      for_each_chunk<frame_t, acc_t>(c, frames, wr, wm, true, [&](int64_t ck, int64_t g0, int64_t g1, int64_t,
+                                                                  Buffers& bf) {
+        combine_chunk<acc_t, acc_t>(Pass::kBackwardStats, g, g0, g1, bf.yr.const_data_ptr<acc_t>(),
+                                    bf.ym.const_data_ptr<acc_t>(), bf.yr.stride(0), bm, zr.data_ptr<acc_t>(),
+                                    zm.data_ptr<acc_t>(), static_cast<acc_t*>(nullptr), nullptr,
+                                    grad.const_data_ptr<acc_t>(), centre.data(), partials[ck].data_ptr<double>(),
+                                    nullptr);
+      });
+      const at::Tensor sums = partials.sum(0).contiguous();  // chunk order: deterministic
       for (int64_t o = 0; o < d; ++o)
         backward_channel<acc_t>(o, d, c.training, static_cast<double>(n_pos), c.eps, c.alpha,
                                 sums.const_data_ptr<double>(), params.const_data_ptr<acc_t>(),
@@ -495,41 +558,41 @@ sme_stem_backward_cpu(const at::Tensor& grad_out, const at::Tensor& frames, cons
           }
         });
       }
-      // Pass 2: dW' = patches^T . dY per thread, dY = dZ shifted per tap.
+      // Pass 2: A_p += plane_p^T . dm_p per thread.
       const int nthreads = at::get_num_threads();
-      std::vector<at::Tensor> acc_r(nthreads), acc_m(nthreads);
-      const int64_t rows_max = groups_per_chunk(g, kTargetRows) * g.T * g.w;
-      std::vector<at::Tensor> dy_r(nthreads), dy_m(nthreads);
-      for_each_chunk<frame_t, acc_t>(
-          c, frames, wr, wm, false, [&](int64_t, int64_t g0, int64_t g1, const at::Tensor& pr, const at::Tensor& pm,
-                                        const acc_t*, const acc_t*) {
-            const int tid = at::get_thread_num();
-            if (!acc_r[tid].defined()) {
-              acc_r[tid] = at::zeros({Kr, kTaps * d}, acc_opts);
-              acc_m[tid] = at::zeros({Km, kTaps * d}, acc_opts);
-              dy_r[tid] = at::empty({rows_max, kTaps * d}, acc_opts);
-              dy_m[tid] = at::empty({rows_max, kTaps * d}, acc_opts);
-            }
-            const int64_t rows = pr.size(0);
-            at::Tensor yr = dy_r[tid].narrow(0, 0, rows), ym = dy_m[tid].narrow(0, 0, rows);
-            shift_grad_chunk<acc_t>(g, g0, g1, zr.const_data_ptr<acc_t>(), yr.data_ptr<acc_t>());
-            shift_grad_chunk<acc_t>(g, g0, g1, zm.const_data_ptr<acc_t>(), ym.data_ptr<acc_t>());
-            acc_r[tid].addmm_(pr.t(), yr);
-            acc_m[tid].addmm_(pm.t(), ym);
-          });
-      for (int t = 0; t < nthreads; ++t) {
+      std::vector<at::Tensor> acc_r(nthreads), acc_m(nthreads), dm_r(nthreads), dm_m(nthreads);
+      const int64_t rows_max = groups_per_chunk_cpu(g) * rows_per_group(g);
+      for_each_chunk<frame_t, acc_t>(c, frames, wr, wm, false, [&](int64_t, int64_t g0, int64_t g1, int64_t rows,
+                                                                   Buffers& bf) {
+        const int tid = at::get_thread_num();
+        if (!acc_r[tid].defined()) {
+          acc_r[tid] = at::zeros({kPlanes, Kr, d}, acc_opts);
+          acc_m[tid] = at::zeros({kPlanes, Km, d}, acc_opts);
+          dm_r[tid] = at::empty({kPlanes, rows_max, d}, acc_opts);
+          dm_m[tid] = at::empty({kPlanes, rows_max, d}, acc_opts);
+        }
+        plane_grads_chunk<acc_t>(g, g0, g1, zr.const_data_ptr<acc_t>(), dm_r[tid].data_ptr<acc_t>(),
+                                 dm_r[tid].stride(0));
+        plane_grads_chunk<acc_t>(g, g0, g1, zm.const_data_ptr<acc_t>(), dm_m[tid].data_ptr<acc_t>(),
+                                 dm_m[tid].stride(0));
+        for (int64_t p = 0; p < kPlanes; ++p) {
+          acc_r[tid][p].addmm_(bf.pr[p].narrow(0, 0, rows).t(), dm_r[tid][p].narrow(0, 0, rows));
+          acc_m[tid][p].addmm_(bf.pm[p].narrow(0, 0, rows).t(), dm_m[tid][p].narrow(0, 0, rows));
+        }
+      });
+      for (int t = 0; t < nthreads; ++t) {  // thread order: deterministic for a given thread count
         if (!acc_r[t].defined()) continue;
-        dwr = dwr.defined() ? dwr.add_(acc_r[t]) : acc_r[t];
-        dwm = dwm.defined() ? dwm.add_(acc_m[t]) : acc_m[t];
+        a_r = a_r.defined() ? a_r.add_(acc_r[t]) : acc_r[t];
+        a_m = a_m.defined() ? a_m.add_(acc_m[t]) : acc_m[t];
       }
     });
   });
-  at::Tensor gw_rgb = unfold_grad(c, dwr, kRgbChannels);
+  at::Tensor gw_rgb = unfold_grad(c, winograd_weight_grad(a_r), kRgbChannels);
   if (bias_map.defined()) {
     // D = sum over clips of dZ_rgb feeds the bias map's (border-dependent) share of dW_rgb.
     gw_rgb = gw_rgb + rgb_bias_map_grad(c, zr.view({g.B, g.T_out, g.h, g.w, d}).sum(0));
   }
-  at::Tensor gw_mot = unfold_grad(c, dwm, kMotChannels);
+  at::Tensor gw_mot = unfold_grad(c, winograd_weight_grad(a_m), kMotChannels);
   return {gw_rgb.to(w_rgb.scalar_type()).contiguous(),
           grad_like(grads[kDBiasR], b_rgb),
           gw_mot.to(w_mot.scalar_type()).contiguous(),

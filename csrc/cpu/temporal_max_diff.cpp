@@ -4,9 +4,12 @@
 // one contiguous run of nt*C values, and the max over frames works elementwise along that run, so the
 // unit of work is (b, block of whole tokens): T rows of L = nt*C contiguous values, rows N*C apart.
 // A unit's T rows (a few tens of KiB) stay in L1/L2 while its windows are scanned, so x is read from
-// memory once. Units run in parallel (at::parallel_for); inner loops run over the contiguous run so
-// gcc -O3 vectorises them. Arithmetic is fp32 for fp16/bf16/fp32 inputs (fp64 for fp64) and the
-// per-element math is shared with the CUDA kernel (common/max_diff_math.h).
+// memory once. Units run in parallel (at::parallel_for); the inner loops run along the contiguous run
+// and vectorise. The window length is a compile-time constant for k in {1, 3, 5, 7} (one fused pass
+// per row; any other k takes a multi-pass path), and on x86 the unit loops are also compiled for
+// AVX2 and picked at run time, as ATen does for its own kernels. Arithmetic is fp32 for
+// fp16/bf16/fp32 inputs (fp64 for fp64); the per-element math is shared with the CUDA kernel
+// (common/max_diff_math.h).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -15,6 +18,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -22,22 +27,58 @@
 #include "common/alloc.h"
 #include "common/max_diff_math.h"
 
+#if defined(__GNUC__) || defined(__clang__)
+#define TDS_INLINE inline __attribute__((always_inline))
+#else
+#define TDS_INLINE inline
+#endif
+
+// The fused loops read and write several rows through pointers the compiler cannot prove distinct.
+// They are: x, G and dx rows live in different buffers, and padded window slots share a read-only
+// -inf row or a scratch row that only ever gets 0 subtracted. So the loops are declared independent
+// instead of being versioned (too many pointers for gcc's runtime alias checks).
+#if defined(__clang__)
+#define TDS_IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define TDS_IVDEP _Pragma("GCC ivdep")
+#else
+#define TDS_IVDEP
+#endif
+
+// An AVX2 copy of the unit loops, chosen at run time: the extension is built for baseline x86-64
+// (SSE2) so that it runs anywhere, which would leave half of an AVX2 core's vector width unused.
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define TDS_HAVE_AVX2_CLONE 1
+#define TDS_TARGET_AVX2 __attribute__((target("avx2")))
+#else
+#define TDS_HAVE_AVX2_CLONE 0
+#endif
+
 namespace tds {
 namespace {
 
 using namespace max_diff;
 
-// Units hold about this many values per frame: big enough to amortise the loop overheads, small
-// enough that the unit's frames (up to 3 buffers of T rows) stay in L2.
+// Units hold about this many values per frame: enough to amortise the per-row overheads, small enough
+// that a unit's rows (x, G, dx: 3 buffers of T rows) stay in L2.
 constexpr int64_t kTargetRun = 1024;
 
 template <typename scalar_t>
 using acc_type_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
 
-// Sum of n values with 8 independent partial sums: gcc vectorises this without -ffast-math (a
-// single running sum is a serial dependency it may not reorder). Accumulates in acc_t (fp32 or fp64).
+bool cpu_has_avx2() {
+#if TDS_HAVE_AVX2_CLONE
+  static const bool has = __builtin_cpu_supports("avx2");
+  return has;
+#else
+  return false;
+#endif
+}
+
+// Sum of n values with 8 independent partial sums: vectorises without -ffast-math (one running sum
+// is a serial dependency the compiler may not reorder). Accumulates in acc_t (fp32 or fp64).
 template <typename acc_t>
-inline acc_t row_sum(const acc_t* p, int64_t n) {
+TDS_INLINE acc_t row_sum(const acc_t* p, int64_t n) {
   acc_t s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t j = 0;
   for (; j + 8 <= n; j += 8)
@@ -48,7 +89,7 @@ inline acc_t row_sum(const acc_t* p, int64_t n) {
 
 // y = mix(m, mean_C(m)) for each of the nt tokens of a run, in place.
 template <typename acc_t>
-inline void mix_tokens(acc_t* m, int64_t nt, int64_t C) {
+TDS_INLINE void mix_tokens(acc_t* m, int64_t nt, int64_t C) {
   const acc_t inv_c = acc_t(1) / acc_t(C);
   for (int64_t i = 0; i < nt; ++i) {
     acc_t* r = m + i * C;
@@ -58,48 +99,33 @@ inline void mix_tokens(acc_t* m, int64_t nt, int64_t C) {
 }
 
 template <typename src_t, typename dst_t>
-inline void convert(const src_t* src, dst_t* dst, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) dst[j] = static_cast<dst_t>(static_cast<float>(src[j]));
+TDS_INLINE void convert(const src_t* src, dst_t* dst, int64_t n) {
+  if constexpr (std::is_same_v<src_t, dst_t>) {
+    std::copy(src, src + n, dst);
+  } else {
+    for (int64_t j = 0; j < n; ++j) dst[j] = static_cast<dst_t>(static_cast<float>(src[j]));
+  }
 }
 
-template <typename T>
-inline void convert(const T* src, T* dst, int64_t n) {
-  std::copy(src, src + n, dst);
-}
-
-// Rows of one unit in acc_t: the tensor's own rows when scalar_t is already acc_t, else a copy.
+// Pointers to a unit's T rows in acc_t: the tensor's own rows when scalar_t is already acc_t, else
+// rows converted into buf.
 template <typename scalar_t, typename acc_t>
-struct Rows {
-  std::vector<const acc_t*> ptr;
-  Rows(const scalar_t* base, int64_t T, int64_t stride, int64_t L, std::vector<acc_t>& buf) : ptr(T) {
-    for (int64_t t = 0; t < T; ++t) {
-      if constexpr (std::is_same_v<scalar_t, acc_t>) {
-        ptr[t] = base + t * stride;
-      } else {
-        acc_t* dst = buf.data() + t * L;
-        convert(base + t * stride, dst, L);
-        ptr[t] = dst;
-      }
+TDS_INLINE void load_rows(const scalar_t* base, int64_t T, int64_t stride, int64_t L, acc_t* buf,
+                          const acc_t** rows) {
+  for (int64_t t = 0; t < T; ++t) {
+    if constexpr (std::is_same_v<scalar_t, acc_t>) {
+      rows[t] = base + t * stride;
+    } else {
+      convert(base + t * stride, buf + t * L, L);
+      rows[t] = buf + t * L;
     }
   }
-};
-
-// The j loops below read and write several rows through pointers gcc cannot prove distinct; they
-// are (x, dx and G rows live in different buffers; padded window slots share read-only or
-// write-zero-only scratch rows), so the loops are marked independent instead of versioned.
-#if defined(__clang__)
-#define TDS_IVDEP _Pragma("clang loop vectorize(assume_safety)")
-#elif defined(__GNUC__)
-#define TDS_IVDEP _Pragma("GCC ivdep")
-#else
-#define TDS_IVDEP
-#endif
+}
 
 // m = x[t] - max over the window's rows w[0..k-1] (padding slots point at a row of -inf). With the
-// window length W known at compile time (1, 3, 5, 7) this is one vectorised pass; W = 0 is the
-// multi-pass fallback for any other k.
+// window length W a compile-time constant this is one pass; W = 0 is the multi-pass path for any k.
 template <int W, typename acc_t>
-inline void max_diff_row(const acc_t* const* win, int k, const acc_t* xt, acc_t* m, int64_t L) {
+TDS_INLINE void max_diff_row(const acc_t* const* win, int k, const acc_t* xt, acc_t* m, int64_t L) {
   if constexpr (W > 0) {
     const acc_t* w[W];
     for (int i = 0; i < W; ++i) w[i] = win[i];
@@ -119,152 +145,227 @@ inline void max_diff_row(const acc_t* const* win, int k, const acc_t* xt, acc_t*
   }
 }
 
-// Window s (rows xw[0..k-1], their gradient rows aw[0..k-1]; padding slots point at a -inf row and a
-// scratch row) recomputes its argmax with max_pool's rule, starting at slot i0 (its first real frame,
-// kept when every frame is -inf), and takes G[s] off the winner's gradient.
+// Bit masks for the fused route loop: all ones / all zeros in an integer as wide as acc_t. Masking G
+// with them gives exactly G or +0 (as max_diff::routed does), but as and/andnot operations, which the
+// compiler vectorises; selects between loaded values inside this loop it turns into branches.
+template <typename acc_t>
+using bits_t = std::conditional_t<sizeof(acc_t) == 8, uint64_t, uint32_t>;
+
+template <typename acc_t>
+TDS_INLINE bits_t<acc_t> mask_of(bool c) {
+  return bits_t<acc_t>(0) - bits_t<acc_t>(c);
+}
+
+template <typename acc_t>
+TDS_INLINE acc_t masked(acc_t v, bits_t<acc_t> m) {
+  bits_t<acc_t> b;
+  std::memcpy(&b, &v, sizeof b);
+  b &= m;
+  std::memcpy(&v, &b, sizeof v);
+  return v;
+}
+
+// Window s: rows xw[0..k-1] of x and aw[0..k-1] of dx (padding slots point at the -inf row and the
+// scratch row). Recomputes the argmax with max_pool's rule, starting at slot i0 (the first real frame,
+// which keeps the max when every frame is -inf), and takes G[s] off the winner's dx.
+//
+// Fast path (W known, i0 == 0, i.e. no padding on the left): slot 0 is the initial best; the winner is
+// the last slot whose value beats the running best (max_diff::beats), else slot 0. Each slot's share
+// of G[s] is computed from the update masks, in one pass per window. Otherwise (generic k, or the
+// first frames of the clip) the multi-pass path runs with the argmax index and max_diff::routed.
 template <int W, typename acc_t>
-inline void route_window(const acc_t* const* xwin, acc_t* const* awin, int k, int i0, const acc_t* gs, int64_t L,
-                         acc_t* best, int32_t* arg) {
+TDS_INLINE void route_window(const acc_t* const* xwin, acc_t* const* awin, int k, int i0, const acc_t* gs,
+                             int64_t L, acc_t* best, int32_t* arg) {
   constexpr acc_t kNegInf = -std::numeric_limits<acc_t>::infinity();
-  if constexpr (W > 0) {
-    const acc_t* xw[W];
-    acc_t* aw[W];
-    for (int i = 0; i < W; ++i) xw[i] = xwin[i], aw[i] = awin[i];
-    TDS_IVDEP
-    for (int64_t j = 0; j < L; ++j) {
-      acc_t b = kNegInf;
-      int32_t a = i0;
-      for (int i = 0; i < W; ++i) {
-        const acc_t v = xw[i][j];
-        const bool upd = beats(v, b);
-        b = upd ? v : b;
-        a = upd ? i : a;
-      }
-      const acc_t gv = gs[j];  // loaded unconditionally: keeps the loop branch-free
-      for (int i = 0; i < W; ++i) aw[i][j] -= routed(a, i, gv);
-    }
-  } else {
-    for (int64_t j = 0; j < L; ++j) best[j] = kNegInf, arg[j] = i0;
-    for (int i = 0; i < k; ++i) {
-      const acc_t* r = xwin[i];
+  if constexpr (W > 1) {
+    if (i0 == 0) {
+      const acc_t* xw[W];
+      acc_t* aw[W];
+      for (int i = 0; i < W; ++i) xw[i] = xwin[i], aw[i] = awin[i];
+      TDS_IVDEP
       for (int64_t j = 0; j < L; ++j) {
-        const bool upd = beats(r[j], best[j]);
-        best[j] = upd ? r[j] : best[j];
-        arg[j] = upd ? i : arg[j];
-      }
-    }
-    for (int i = 0; i < k; ++i) {
-      acc_t* a = awin[i];
-      for (int64_t j = 0; j < L; ++j) {
+        acc_t b = xw[0][j];
+        bits_t<acc_t> upd[W];
+        for (int i = 1; i < W; ++i) {
+          const acc_t v = xw[i][j];
+          const bool u = beats(v, b);
+          upd[i] = mask_of<acc_t>(u);
+          b = u ? v : b;
+        }
         const acc_t gv = gs[j];
-        a[j] -= routed(arg[j], i, gv);
+        bits_t<acc_t> later = 0;  // some slot after i updated: i lost
+        for (int i = W - 1; i >= 1; --i) {
+          aw[i][j] -= masked(gv, upd[i] & ~later);
+          later |= upd[i];
+        }
+        aw[0][j] -= masked(gv, ~later);
       }
+      return;
+    }
+  }
+  for (int64_t j = 0; j < L; ++j) best[j] = kNegInf, arg[j] = i0;
+  for (int i = 0; i < k; ++i) {
+    const acc_t* r = xwin[i];
+    for (int64_t j = 0; j < L; ++j) {
+      const bool upd = beats(r[j], best[j]);
+      best[j] = upd ? r[j] : best[j];
+      arg[j] = upd ? i : arg[j];
+    }
+  }
+  for (int i = 0; i < k; ++i) {
+    acc_t* a = awin[i];
+    for (int64_t j = 0; j < L; ++j) {
+      const acc_t gv = gs[j];
+      a[j] -= routed(arg[j], i, gv);
     }
   }
 }
 
-// Splits (B, N) into units of whole tokens, about kTargetRun values per frame each.
-struct Units {
-  int64_t nt_max, blocks;
-  Units(int64_t N, int64_t C)
-      : nt_max(std::max<int64_t>(1, std::min<int64_t>(N, kTargetRun / std::max<int64_t>(C, 1)))),
-        blocks((N + nt_max - 1) / nt_max) {}
+// Problem geometry: (B, N) split into units of whole tokens, about kTargetRun values per frame each.
+struct Geometry {
+  int64_t B, T, N, C, stride, nt_max, blocks, cap;
+  int half, k;
+  Geometry(const at::Tensor& x, int half_)
+      : B(x.size(0)), T(x.size(1)), N(x.size(2)), C(x.size(3)), stride(N * C),
+        nt_max(std::max<int64_t>(1, std::min<int64_t>(N, kTargetRun / std::max<int64_t>(C, 1)))),
+        blocks((N + nt_max - 1) / nt_max), cap(nt_max * C), half(half_), k(2 * half_ + 1) {}
+  int64_t units() const { return B * blocks; }
 };
 
-template <int W, typename scalar_t>
-void forward_kernel(const scalar_t* x, scalar_t* y, int64_t B, int64_t T, int64_t N, int64_t C, int half,
-                    bool mix_on) {
-  using acc_t = acc_type_t<scalar_t>;
+// Per-thread scratch, allocated once per parallel chunk.
+template <typename acc_t>
+struct Scratch {
+  std::vector<acc_t> xbuf, gbuf, abuf, mbuf, best, zero_row, neg_inf;
+  std::vector<int32_t> arg;
+  std::vector<const acc_t*> xrows, grows, win;
+  std::vector<acc_t*> arows, awin;
+  Scratch(const Geometry& g, bool same, bool backward, bool mix_on)
+      : xbuf(same ? 0 : g.T * g.cap), gbuf(backward && (!same || mix_on) ? g.T * g.cap : 0),
+        abuf(backward && !same ? g.T * g.cap : 0), mbuf(!backward && !same ? g.cap : 0),
+        best(backward ? g.cap : 0), zero_row(backward ? g.cap : 0, acc_t(0)),
+        neg_inf(g.cap, -std::numeric_limits<acc_t>::infinity()), arg(backward ? g.cap : 0), xrows(g.T),
+        grows(g.T), win(g.k), arows(g.T), awin(g.k) {}
+};
+
+template <int W, typename scalar_t, typename acc_t>
+TDS_INLINE void forward_units(const scalar_t* x, scalar_t* y, const Geometry& g, bool mix_on, Scratch<acc_t>& sc,
+                              int64_t begin, int64_t end) {
   constexpr bool same = std::is_same_v<scalar_t, acc_t>;
-  const Units units(N, C);
-  const int64_t stride = N * C, cap = units.nt_max * C;
-  const int k = 2 * half + 1;
-  at::parallel_for(0, B * units.blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> xbuf(same ? 0 : T * cap), mbuf(same ? 0 : cap);
-    const std::vector<acc_t> neg_inf(cap, -std::numeric_limits<acc_t>::infinity());
-    std::vector<const acc_t*> win(k);
-    for (int64_t u = begin; u < end; ++u) {
-      const int64_t b = u / units.blocks, n0 = (u % units.blocks) * units.nt_max;
-      const int64_t nt = std::min(units.nt_max, N - n0), L = nt * C;
-      const int64_t off = b * T * stride + n0 * C;
-      Rows<scalar_t, acc_t> xr(x + off, T, stride, L, xbuf);
-      for (int64_t t = 0; t < T; ++t) {
-        for (int i = 0; i < k; ++i) {
-          const int64_t p = t - half + i;
-          win[i] = (p >= 0 && p < T) ? xr.ptr[p] : neg_inf.data();
-        }
-        // m is built in the output row itself when that has the accumulation type (fp32/fp64).
-        acc_t* m;
-        if constexpr (same) m = y + off + t * stride; else m = mbuf.data();
-        max_diff_row<W>(win.data(), k, xr.ptr[t], m, L);
-        if (mix_on) mix_tokens(m, nt, C);
-        if constexpr (!same) convert(m, y + off + t * stride, L);
+  for (int64_t u = begin; u < end; ++u) {
+    const int64_t b = u / g.blocks, n0 = (u % g.blocks) * g.nt_max;
+    const int64_t nt = std::min(g.nt_max, g.N - n0), L = nt * g.C;
+    const int64_t off = b * g.T * g.stride + n0 * g.C;
+    load_rows(x + off, g.T, g.stride, L, sc.xbuf.data(), sc.xrows.data());
+    for (int64_t t = 0; t < g.T; ++t) {
+      for (int i = 0; i < g.k; ++i) {
+        const int64_t p = t - g.half + i;
+        sc.win[i] = (p >= 0 && p < g.T) ? sc.xrows[p] : sc.neg_inf.data();
       }
+      // m is built in the output row itself when that has the accumulation type (fp32/fp64).
+      acc_t* m;
+      if constexpr (same) m = y + off + t * g.stride; else m = sc.mbuf.data();
+      max_diff_row<W>(sc.win.data(), g.k, sc.xrows[t], m, L);
+      if (mix_on) mix_tokens(m, nt, g.C);
+      if constexpr (!same) convert(m, y + off + t * g.stride, L);
     }
+  }
+}
+
+template <int W, typename scalar_t, typename acc_t>
+TDS_INLINE void backward_units(const scalar_t* gr, const scalar_t* x, scalar_t* dx, const Geometry& g, bool mix_on,
+                               Scratch<acc_t>& sc, int64_t begin, int64_t end) {
+  constexpr bool same = std::is_same_v<scalar_t, acc_t>;
+  for (int64_t u = begin; u < end; ++u) {
+    const int64_t b = u / g.blocks, n0 = (u % g.blocks) * g.nt_max;
+    const int64_t nt = std::min(g.nt_max, g.N - n0), L = nt * g.C;
+    const int64_t off = b * g.T * g.stride + n0 * g.C;
+    load_rows(x + off, g.T, g.stride, L, sc.xbuf.data(), sc.xrows.data());
+    // G[t] = dL/dm[t]: grad_out itself, or its mix transpose (the same map as the forward mix).
+    // dx[t] starts at G[t] (the x[t] term of m); each window then takes its share off its argmax.
+    for (int64_t t = 0; t < g.T; ++t) {
+      const scalar_t* gt = gr + off + t * g.stride;
+      if (same && !mix_on) {
+        sc.grows[t] = reinterpret_cast<const acc_t*>(gt);  // only reached when scalar_t == acc_t
+      } else {
+        acc_t* dst = sc.gbuf.data() + t * L;
+        convert(gt, dst, L);
+        if (mix_on) mix_tokens(dst, nt, g.C);
+        sc.grows[t] = dst;
+      }
+      if constexpr (same) sc.arows[t] = dx + off + t * g.stride;  // accumulate in the output row
+      else sc.arows[t] = sc.abuf.data() + t * L;
+      std::copy(sc.grows[t], sc.grows[t] + L, sc.arows[t]);
+    }
+    for (int64_t s = 0; s < g.T; ++s) {  // ascending s, as the CUDA kernel
+      int i0 = -1;
+      for (int i = 0; i < g.k; ++i) {
+        const int64_t p = s - g.half + i;
+        const bool in = p >= 0 && p < g.T;
+        if (in && i0 < 0) i0 = i;
+        sc.win[i] = in ? sc.xrows[p] : sc.neg_inf.data();
+        sc.awin[i] = in ? sc.arows[p] : sc.zero_row.data();  // padding never wins: gets 0 subtracted
+      }
+      route_window<W>(sc.win.data(), sc.awin.data(), g.k, i0, sc.grows[s], L, sc.best.data(), sc.arg.data());
+    }
+    if constexpr (!same)
+      for (int64_t t = 0; t < g.T; ++t) convert(sc.arows[t], dx + off + t * g.stride, L);
+  }
+}
+
+// The same unit loops compiled twice: for the build's baseline ISA and for AVX2 (inlined bodies
+// take the target of the function they are inlined into).
+template <int W, typename scalar_t, typename acc_t>
+void forward_units_base(const scalar_t* x, scalar_t* y, const Geometry& g, bool mix_on, Scratch<acc_t>& sc,
+                        int64_t begin, int64_t end) {
+  forward_units<W>(x, y, g, mix_on, sc, begin, end);
+}
+template <int W, typename scalar_t, typename acc_t>
+void backward_units_base(const scalar_t* gr, const scalar_t* x, scalar_t* dx, const Geometry& g, bool mix_on,
+                         Scratch<acc_t>& sc, int64_t begin, int64_t end) {
+  backward_units<W>(gr, x, dx, g, mix_on, sc, begin, end);
+}
+#if TDS_HAVE_AVX2_CLONE
+template <int W, typename scalar_t, typename acc_t>
+TDS_TARGET_AVX2 void forward_units_avx2(const scalar_t* x, scalar_t* y, const Geometry& g, bool mix_on,
+                                        Scratch<acc_t>& sc, int64_t begin, int64_t end) {
+  forward_units<W>(x, y, g, mix_on, sc, begin, end);
+}
+template <int W, typename scalar_t, typename acc_t>
+TDS_TARGET_AVX2 void backward_units_avx2(const scalar_t* gr, const scalar_t* x, scalar_t* dx, const Geometry& g,
+                                         bool mix_on, Scratch<acc_t>& sc, int64_t begin, int64_t end) {
+  backward_units<W>(gr, x, dx, g, mix_on, sc, begin, end);
+}
+#endif
+
+template <int W, typename scalar_t>
+void forward_kernel(const scalar_t* x, scalar_t* y, const Geometry& g, bool mix_on) {
+  using acc_t = acc_type_t<scalar_t>;
+  const bool avx2 = cpu_has_avx2();
+  at::parallel_for(0, g.units(), 1, [&](int64_t begin, int64_t end) {
+    Scratch<acc_t> sc(g, std::is_same_v<scalar_t, acc_t>, /*backward=*/false, mix_on);
+#if TDS_HAVE_AVX2_CLONE
+    if (avx2) return forward_units_avx2<W>(x, y, g, mix_on, sc, begin, end);
+#endif
+    (void)avx2;
+    forward_units_base<W>(x, y, g, mix_on, sc, begin, end);
   });
 }
 
 template <int W, typename scalar_t>
-void backward_kernel(const scalar_t* g, const scalar_t* x, scalar_t* dx, int64_t B, int64_t T, int64_t N,
-                     int64_t C, int half, bool mix_on) {
+void backward_kernel(const scalar_t* gr, const scalar_t* x, scalar_t* dx, const Geometry& g, bool mix_on) {
   using acc_t = acc_type_t<scalar_t>;
-  constexpr bool same = std::is_same_v<scalar_t, acc_t>;
-  const Units units(N, C);
-  const int64_t stride = N * C, cap = units.nt_max * C;
-  const int k = 2 * half + 1;
-  at::parallel_for(0, B * units.blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> xbuf(same ? 0 : T * cap), gbuf((same && !mix_on) ? 0 : T * cap),
-        abuf(same ? 0 : T * cap), best(W > 0 ? 0 : cap), scratch(cap, acc_t(0));
-    const std::vector<acc_t> neg_inf(cap, -std::numeric_limits<acc_t>::infinity());
-    std::vector<int32_t> arg(W > 0 ? 0 : cap);
-    std::vector<acc_t*> acc(T), awin(k);
-    std::vector<const acc_t*> G(T), xwin(k);
-    for (int64_t u = begin; u < end; ++u) {
-      const int64_t b = u / units.blocks, n0 = (u % units.blocks) * units.nt_max;
-      const int64_t nt = std::min(units.nt_max, N - n0), L = nt * C;
-      const int64_t off = b * T * stride + n0 * C;
-      Rows<scalar_t, acc_t> xr(x + off, T, stride, L, xbuf);
-      // G[t] = dL/dm[t]: grad_out itself, or its mix transpose (the same map as the forward mix).
-      // dx[t] starts at G[t] (the x[t] term of m) and each window takes its share off.
-      for (int64_t t = 0; t < T; ++t) {
-        const scalar_t* gt = g + off + t * stride;
-        bool borrowed = false;
-        if constexpr (same) {
-          if (!mix_on) {
-            G[t] = gt;
-            borrowed = true;
-          }
-          acc[t] = dx + off + t * stride;  // accumulate straight into the output row
-        } else {
-          acc[t] = abuf.data() + t * L;
-        }
-        if (!borrowed) {
-          acc_t* dst = gbuf.data() + t * L;
-          convert(gt, dst, L);
-          if (mix_on) mix_tokens(dst, nt, C);
-          G[t] = dst;
-        }
-        for (int64_t j = 0; j < L; ++j) acc[t][j] = G[t][j];
-      }
-      // Windows in ascending s (the CUDA kernel subtracts in the same order).
-      for (int64_t s = 0; s < T; ++s) {
-        int i0 = -1;
-        for (int i = 0; i < k; ++i) {
-          const int64_t p = s - half + i;
-          const bool in = p >= 0 && p < T;
-          if (in && i0 < 0) i0 = i;
-          xwin[i] = in ? xr.ptr[p] : neg_inf.data();
-          awin[i] = in ? acc[p] : scratch.data();  // padding never wins: its share is 0
-        }
-        route_window<W>(xwin.data(), awin.data(), k, i0, G[s], L, best.data(), arg.data());
-      }
-      if constexpr (!same)
-        for (int64_t t = 0; t < T; ++t) convert(acc[t], dx + off + t * stride, L);
-    }
+  const bool avx2 = cpu_has_avx2();
+  at::parallel_for(0, g.units(), 1, [&](int64_t begin, int64_t end) {
+    Scratch<acc_t> sc(g, std::is_same_v<scalar_t, acc_t>, /*backward=*/true, mix_on);
+#if TDS_HAVE_AVX2_CLONE
+    if (avx2) return backward_units_avx2<W>(gr, x, dx, g, mix_on, sc, begin, end);
+#endif
+    (void)avx2;
+    backward_units_base<W>(gr, x, dx, g, mix_on, sc, begin, end);
   });
 }
 
-// Runs `body` with W = the window length as a compile-time constant when it is 1, 3, 5 or 7.
+// Runs `body` with the window length as a compile-time constant when it is 1, 3, 5 or 7 (else 0).
 template <typename F>
 void with_window(int k, F&& body) {
   switch (k) {
@@ -283,17 +384,18 @@ void check_args(const at::Tensor& x, int64_t kernel_size, const char* fn) {
   TORCH_CHECK(x.size(1) < (int64_t(1) << 30), fn, ": too many frames");
 }
 
+// A window wider than the clip sees the whole clip: clamping keeps half small and in int range.
+int clamp_half(int64_t kernel_size, int64_t T) { return int(std::min<int64_t>(kernel_size / 2, T)); }
+
 at::Tensor temporal_max_diff_cpu(const at::Tensor& x_in, int64_t kernel_size, bool mix_on) {
   check_args(x_in, kernel_size, "tds::temporal_max_diff");
   const at::Tensor x = x_in.contiguous();
   at::Tensor y = new_output(x.sizes(), x.options());
   if (x.numel() == 0) return y;
-  // A window wider than 2T-1 frames sees the same frames as one of 2T-1; clamping keeps half in int.
-  const int half = int(std::min<int64_t>(kernel_size / 2, x.size(1)));
+  const Geometry geo(x, clamp_half(kernel_size, x.size(1)));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "tds::temporal_max_diff", [&] {
-    with_window(2 * half + 1, [&](auto W) {
-      forward_kernel<decltype(W)::value, scalar_t>(x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(),
-                                                   x.size(0), x.size(1), x.size(2), x.size(3), half, mix_on);
+    with_window(geo.k, [&](auto W) {
+      forward_kernel<decltype(W)::value>(x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), geo, mix_on);
     });
   });
   return y;
@@ -301,22 +403,22 @@ at::Tensor temporal_max_diff_cpu(const at::Tensor& x_in, int64_t kernel_size, bo
 
 at::Tensor temporal_max_diff_backward_cpu(const at::Tensor& grad_in, const at::Tensor& x_in, int64_t kernel_size,
                                           bool mix_on) {
-  check_args(x_in, kernel_size, "tds::temporal_max_diff_backward");
-  TORCH_CHECK(grad_in.sizes() == x_in.sizes(), "tds::temporal_max_diff_backward: grad_out shape ",
-              grad_in.sizes(), " != x shape ", x_in.sizes());
-  TORCH_CHECK(grad_in.scalar_type() == x_in.scalar_type(), "tds::temporal_max_diff_backward: grad_out dtype ",
-              grad_in.scalar_type(), " != x dtype ", x_in.scalar_type());
-  TORCH_CHECK(grad_in.device() == x_in.device(), "tds::temporal_max_diff_backward: grad_out is on ",
-              grad_in.device(), ", x on ", x_in.device());
+  constexpr const char* fn = "tds::temporal_max_diff_backward";
+  check_args(x_in, kernel_size, fn);
+  TORCH_CHECK(grad_in.sizes() == x_in.sizes(), fn, ": grad_out shape ", grad_in.sizes(), " != x shape ",
+              x_in.sizes());
+  TORCH_CHECK(grad_in.scalar_type() == x_in.scalar_type(), fn, ": grad_out dtype ", grad_in.scalar_type(),
+              " != x dtype ", x_in.scalar_type());
+  TORCH_CHECK(grad_in.device() == x_in.device(), fn, ": grad_out is on ", grad_in.device(), ", x on ",
+              x_in.device());
   const at::Tensor x = x_in.contiguous(), g = grad_in.contiguous();
   at::Tensor dx = new_output(x.sizes(), x.options());
   if (x.numel() == 0) return dx;
-  const int half = int(std::min<int64_t>(kernel_size / 2, x.size(1)));
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "tds::temporal_max_diff_backward", [&] {
-    with_window(2 * half + 1, [&](auto W) {
-      backward_kernel<decltype(W)::value, scalar_t>(g.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
-                                                    dx.mutable_data_ptr<scalar_t>(), x.size(0), x.size(1),
-                                                    x.size(2), x.size(3), half, mix_on);
+  const Geometry geo(x, clamp_half(kernel_size, x.size(1)));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), fn, [&] {
+    with_window(geo.k, [&](auto W) {
+      backward_kernel<decltype(W)::value>(g.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
+                                          dx.mutable_data_ptr<scalar_t>(), geo, mix_on);
     });
   });
   return dx;
