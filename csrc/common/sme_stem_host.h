@@ -166,31 +166,44 @@ inline at::Tensor colour_shift(const Call& c, const at::Device& dev) {
   return at::tensor(std::vector<double>(c.b, c.b + kColours), at::TensorOptions().dtype(at::kDouble)).to(dev, c.acc);
 }
 
+// sum_c b_c W[:, c] as (3, P, P, d) (tap, ky, kx, out channel): the weight of the constant image.
+inline at::Tensor shift_weight(const Call& c, const at::Tensor& w_rgb) {
+  return (w_rgb.to(c.acc) * colour_shift(c, w_rgb.device()).view({1, kColours, 1, 1, 1}))
+      .sum(1)
+      .permute({1, 2, 3, 0})
+      .contiguous();
+}
+
 // The RGB conv of the constant image b_c (zero in the padding): a bias map (T_out, h, w, d) that is
-// the same everywhere except where padding cuts the kernel. Separable masks keep it O(T h w d P).
+// the same everywhere except where padding cuts the kernel. The 0/1 masks of the taps that read real
+// data are separable, so three small matmuls (over kx, ky, then the temporal taps) give it exactly.
 inline at::Tensor rgb_bias_map(const Call& c, const at::Tensor& w_rgb) {
   const Geom& g = c.g;
   const at::Device dev = w_rgb.device();
-  at::Tensor v = (w_rgb.to(c.acc) * colour_shift(c, dev).view({1, kColours, 1, 1, 1})).sum(1);  // (d,3,P,P)
-  at::Tensor it = tap_mask(g.T_out, kTaps, 1, g.pt, g.T, c, dev);
-  at::Tensor iy = tap_mask(g.h, g.P, g.P, g.ph, g.H, c, dev);
-  at::Tensor ix = tap_mask(g.w, g.P, g.P, g.pw, g.W, c, dev);
-  at::Tensor e1 = at::einsum("jx,okyx->okyj", {ix, v});
-  at::Tensor e2 = at::einsum("iy,okyj->okij", {iy, e1});
-  return at::einsum("tk,okij->tijo", {it, e2}).contiguous();
+  const int64_t P = g.P, d = g.d;
+  const at::Tensor v = shift_weight(c, w_rgb);  // (3, P, P, d)
+  const at::Tensor it = tap_mask(g.T_out, kTaps, 1, g.pt, g.T, c, dev);
+  const at::Tensor iy = tap_mask(g.h, P, P, g.ph, g.H, c, dev);
+  const at::Tensor ix = tap_mask(g.w, P, P, g.pw, g.W, c, dev);
+  const at::Tensor u = at::matmul(ix, v.view({kTaps * P, P, d}));    // (3 P, w, d): over kx
+  const at::Tensor r = at::matmul(iy, u.view({kTaps, P, g.w * d}));  // (3, h, w d): over ky
+  return at::matmul(it, r.view({kTaps, g.h * g.w * d})).view({g.T_out, g.h, g.w, d});  // over the taps
 }
 
 // Gradient of rgb_bias_map w.r.t. w_rgb given D = sum over clips of dZ_rgb, (T_out, h, w, d).
 inline at::Tensor rgb_bias_map_grad(const Call& c, const at::Tensor& D) {
   const Geom& g = c.g;
   const at::Device dev = D.device();
-  at::Tensor it = tap_mask(g.T_out, kTaps, 1, g.pt, g.T, c, dev);
-  at::Tensor iy = tap_mask(g.h, g.P, g.P, g.ph, g.H, c, dev);
-  at::Tensor ix = tap_mask(g.w, g.P, g.P, g.pw, g.W, c, dev);
-  at::Tensor f1 = at::einsum("tk,tijo->okij", {it, D});
-  at::Tensor f2 = at::einsum("iy,okij->okyj", {iy, f1});
-  at::Tensor dv = at::einsum("jx,okyj->okyx", {ix, f2});  // (d, 3, P, P)
-  return dv.unsqueeze(1) * colour_shift(c, dev).view({1, kColours, 1, 1, 1});
+  const int64_t P = g.P, d = g.d;
+  const at::Tensor it = tap_mask(g.T_out, kTaps, 1, g.pt, g.T, c, dev);
+  const at::Tensor iy = tap_mask(g.h, P, P, g.ph, g.H, c, dev);
+  const at::Tensor ix = tap_mask(g.w, P, P, g.pw, g.W, c, dev);
+  const at::Tensor f1 = at::matmul(it.t(), D.reshape({g.T_out, g.h * g.w * d}));  // (3, h w d)
+  const at::Tensor f2 = at::matmul(iy.t(), f1.view({kTaps, g.h, g.w * d}));       // (3, P, w d)
+  const at::Tensor dv = at::matmul(ix.t(), f2.view({kTaps * P, g.w, d}));         // (3 P, P, d)
+  // dv[kt, ky, kx, o] -> (d, 1, 3, P, P) times b_c
+  return dv.view({kTaps, P, P, d}).permute({3, 0, 1, 2}).unsqueeze(1) *
+         colour_shift(c, dev).view({1, kColours, 1, 1, 1});
 }
 
 // (kNumParams, d) in the accumulation dtype; absent biases and unread statistics are zeros.

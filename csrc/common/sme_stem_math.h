@@ -92,6 +92,24 @@ TDS_HD inline void winograd_output(acc_t m0, acc_t m1, acc_t m2, acc_t m3, acc_t
   z1 = m1 - m2 - m3;
 }
 
+// Weight transform (G_0..G_3 from the three taps) and its transpose (tap gradients from the plane
+// gradients A_0..A_3 = dL/dG_p).
+template <typename acc_t>
+TDS_HD inline void winograd_weight(acc_t w0, acc_t w1, acc_t w2, acc_t* G) {
+  G[0] = w0;
+  G[1] = (w0 + w1 + w2) * acc_t(0.5);
+  G[2] = (w0 - w1 + w2) * acc_t(0.5);
+  G[3] = w2;
+}
+
+template <typename acc_t>
+TDS_HD inline void winograd_weight_grad(acc_t a0, acc_t a1, acc_t a2, acc_t a3, acc_t* dw) {
+  const acc_t half = (a1 + a2) * acc_t(0.5);
+  dw[0] = a0 + half;
+  dw[1] = (a1 - a2) * acc_t(0.5);
+  dw[2] = half + a3;
+}
+
 // Transpose of winograd_output: the gradients of the four products from those of the two outputs.
 template <typename acc_t>
 TDS_HD inline void winograd_output_grad(acc_t dz0, acc_t dz1, acc_t* dm) {

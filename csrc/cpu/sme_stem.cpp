@@ -326,17 +326,64 @@ FrameStrides strides_of(const at::Tensor& frames) {
   return {frames.stride(0), frames.stride(1), frames.stride(2), frames.stride(3), frames.stride(4), frames.stride(5)};
 }
 
-// Folded weights (K, 3d) -> the Winograd weight planes (4, K, d): W_0, (W_0+W_1+W_2)/2, (W_0-W_1+W_2)/2, W_2.
-at::Tensor winograd_weights(const at::Tensor& wf, int64_t d) {
-  const at::Tensor w = wf.view({wf.size(0), kTaps, d});
-  const at::Tensor w0 = w.select(1, 0), w1 = w.select(1, 1), w2 = w.select(1, 2);
-  return at::stack({w0, (w0 + w1 + w2) * 0.5, (w0 - w1 + w2) * 0.5, w2}).contiguous();
+// Conv3d weight (d, C, 3, P, P) -> the Winograd weight planes (4, K, d), K = C P^2, rows (channel, ky,
+// kx), with the normalisation scale a_c folded in: one 2D transpose to rows (channel, tap, ky, kx) x d
+// (contiguous in the output channel), then one vectorised pass per row.
+at::Tensor weight_planes(const Call& c, const at::Tensor& w) {
+  const int64_t d = w.size(0), C = w.size(1), P2 = c.g.P * c.g.P, K = C * P2;
+  const at::Tensor wt = w.to(c.acc).reshape({d, C * kTaps * P2}).t().contiguous();
+  at::Tensor planes = at::empty({kPlanes, K, d}, wt.options());
+  dispatch_acc(c.acc, [&](auto* tag) {
+    using acc_t = std::remove_pointer_t<decltype(tag)>;
+    const acc_t* src = wt.const_data_ptr<acc_t>();
+    acc_t* dst = planes.data_ptr<acc_t>();
+    at::parallel_for(0, K, 16, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t ch = r / P2, q = r % P2;
+        const acc_t a = static_cast<acc_t>(c.a[ch % kColours]);
+        const acc_t* w0 = src + (ch * kTaps * P2 + q) * d;
+        const acc_t* w1 = w0 + P2 * d;
+        const acc_t* w2 = w1 + P2 * d;
+        acc_t* o0 = dst + r * d;
+        for (int64_t o = 0; o < d; ++o) {
+          acc_t G[kPlanes];
+          winograd_weight(a * w0[o], a * w1[o], a * w2[o], G);
+          o0[o] = G[0];
+          o0[K * d + o] = G[1];
+          o0[2 * K * d + o] = G[2];
+          o0[3 * K * d + o] = G[3];
+        }
+      }
+    });
+  });
+  return planes;
 }
 
-// Transpose of winograd_weights: plane gradients (4, K, d) -> folded-weight gradient (K, 3d).
-at::Tensor winograd_weight_grad(const at::Tensor& a) {
-  const at::Tensor half = (a[1] + a[2]) * 0.5;
-  return at::stack({a[0] + half, (a[1] - a[2]) * 0.5, half + a[3]}, 1).reshape({a.size(1), -1});
+// Transpose of weight_planes for a gradient: plane gradients (4, K, d) -> Conv3d layout (d, C, 3, P, P).
+at::Tensor weight_grad_from_planes(const Call& c, const at::Tensor& planes, int64_t C) {
+  const int64_t d = c.g.d, P2 = c.g.P * c.g.P, K = C * P2;
+  at::Tensor wt = at::empty({C * kTaps * P2, d}, planes.options());
+  dispatch_acc(c.acc, [&](auto* tag) {
+    using acc_t = std::remove_pointer_t<decltype(tag)>;
+    const acc_t* src = planes.const_data_ptr<acc_t>();
+    acc_t* dst = wt.data_ptr<acc_t>();
+    at::parallel_for(0, K, 16, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t ch = r / P2, q = r % P2;
+        const acc_t a = static_cast<acc_t>(c.a[ch % kColours]);
+        const acc_t* a0 = src + r * d;
+        acc_t* w0 = dst + (ch * kTaps * P2 + q) * d;
+        for (int64_t o = 0; o < d; ++o) {
+          acc_t dw[kTaps];
+          winograd_weight_grad(a0[o], a0[K * d + o], a0[2 * K * d + o], a0[3 * K * d + o], dw);
+          w0[o] = a * dw[0];
+          w0[P2 * d + o] = a * dw[1];
+          w0[2 * P2 * d + o] = a * dw[2];
+        }
+      }
+    });
+  });
+  return wt.t().contiguous().view({d, C, kTaps, c.g.P, c.g.P});
 }
 
 // Per-thread chunk buffers: the 4 planes of both branches and, with `gemm`, their products.
@@ -402,7 +449,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sme_stem_
                               /*stats_required=*/!training, pixel_mean, pixel_std, alpha, padding, training, eps);
   const Geom& g = c.g;
   const int64_t n_pos = g.B * g.T_out * g.h * g.w, d = g.d;
-  const at::Tensor wr = winograd_weights(fold_weights(c, w_rgb), d), wm = winograd_weights(fold_weights(c, w_mot), d);
+  const at::Tensor wr = weight_planes(c, w_rgb), wm = weight_planes(c, w_mot);
   const at::Tensor bias_map = has_mean_shift(c) ? rgb_bias_map(c, w_rgb) : at::Tensor();
   const at::Tensor params = param_pack(c, b_rgb, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot, running_mean_rgb,
                                        running_var_rgb, running_mean_mot, running_var_mot);
@@ -502,7 +549,7 @@ sme_stem_backward_cpu(const at::Tensor& grad_out, const at::Tensor& frames, cons
                     " but frames are on ", frames.device());
   const auto acc_opts = w_rgb.options().dtype(c.acc);
   const at::Tensor grad = grad_out.to(c.acc).contiguous().view({n_pos, d});
-  const at::Tensor wr = winograd_weights(fold_weights(c, w_rgb), d), wm = winograd_weights(fold_weights(c, w_mot), d);
+  const at::Tensor wr = weight_planes(c, w_rgb), wm = weight_planes(c, w_mot);
   const at::Tensor bias_map = has_mean_shift(c) ? rgb_bias_map(c, w_rgb) : at::Tensor();
   const at::Tensor params = param_pack(c, b_rgb, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot, at::Tensor(),
                                        at::Tensor(), at::Tensor(), at::Tensor());
@@ -565,9 +612,10 @@ sme_stem_backward_cpu(const at::Tensor& grad_out, const at::Tensor& frames, cons
       for_each_chunk<frame_t, acc_t>(c, frames, wr, wm, false, [&](int64_t, int64_t g0, int64_t g1, int64_t rows,
                                                                    Buffers& bf) {
         const int tid = at::get_thread_num();
-        if (!acc_r[tid].defined()) {
-          acc_r[tid] = at::zeros({kPlanes, Kr, d}, acc_opts);
-          acc_m[tid] = at::zeros({kPlanes, Km, d}, acc_opts);
+        const bool first = !acc_r[tid].defined();
+        if (first) {  // the thread's first chunk writes its accumulators (no zero fill)
+          acc_r[tid] = at::empty({kPlanes, Kr, d}, acc_opts);
+          acc_m[tid] = at::empty({kPlanes, Km, d}, acc_opts);
           dm_r[tid] = at::empty({kPlanes, rows_max, d}, acc_opts);
           dm_m[tid] = at::empty({kPlanes, rows_max, d}, acc_opts);
         }
@@ -576,8 +624,16 @@ sme_stem_backward_cpu(const at::Tensor& grad_out, const at::Tensor& frames, cons
         plane_grads_chunk<acc_t>(g, g0, g1, zm.const_data_ptr<acc_t>(), dm_m[tid].data_ptr<acc_t>(),
                                  dm_m[tid].stride(0));
         for (int64_t p = 0; p < kPlanes; ++p) {
-          acc_r[tid][p].addmm_(bf.pr[p].narrow(0, 0, rows).t(), dm_r[tid][p].narrow(0, 0, rows));
-          acc_m[tid][p].addmm_(bf.pm[p].narrow(0, 0, rows).t(), dm_m[tid][p].narrow(0, 0, rows));
+          at::Tensor ar = acc_r[tid][p], am = acc_m[tid][p];
+          const at::Tensor xr = bf.pr[p].narrow(0, 0, rows).t(), xm = bf.pm[p].narrow(0, 0, rows).t();
+          const at::Tensor gr = dm_r[tid][p].narrow(0, 0, rows), gm = dm_m[tid][p].narrow(0, 0, rows);
+          if (first) {
+            at::mm_out(ar, xr, gr);
+            at::mm_out(am, xm, gm);
+          } else {
+            ar.addmm_(xr, gr);
+            am.addmm_(xm, gm);
+          }
         }
       });
       for (int t = 0; t < nthreads; ++t) {  // thread order: deterministic for a given thread count
@@ -587,12 +643,12 @@ sme_stem_backward_cpu(const at::Tensor& grad_out, const at::Tensor& frames, cons
       }
     });
   });
-  at::Tensor gw_rgb = unfold_grad(c, winograd_weight_grad(a_r), kRgbChannels);
+  at::Tensor gw_rgb = weight_grad_from_planes(c, a_r, kRgbChannels);
   if (bias_map.defined()) {
     // D = sum over clips of dZ_rgb feeds the bias map's (border-dependent) share of dW_rgb.
     gw_rgb = gw_rgb + rgb_bias_map_grad(c, zr.view({g.B, g.T_out, g.h, g.w, d}).sum(0));
   }
-  at::Tensor gw_mot = unfold_grad(c, winograd_weight_grad(a_m), kMotChannels);
+  at::Tensor gw_mot = weight_grad_from_planes(c, a_m, kMotChannels);
   return {gw_rgb.to(w_rgb.scalar_type()).contiguous(),
           grad_like(grads[kDBiasR], b_rgb),
           gw_mot.to(w_mot.scalar_type()).contiguous(),

@@ -171,11 +171,13 @@ TDS_INLINE acc_t masked(acc_t v, bits_t<acc_t> m) {
 //
 // Fast path (W known, i0 == 0, i.e. no padding on the left): slot 0 is the initial best; the winner is
 // the last slot whose value beats the running best (max_diff::beats), else slot 0. Each slot's share
-// of G[s] is computed from the update masks, in one pass per window. Otherwise (generic k, or the
-// first frames of the clip) the multi-pass path runs with the argmax index and max_diff::routed.
+// of G[s] comes from the update masks, in one pass per window; that pass also initialises the last
+// slot's dx row (first touched by this window) from g_last, its G row, which saves a separate
+// initialisation pass over dx. Otherwise (generic k, or the first frames of the clip) the multi-pass
+// path runs with the argmax index and max_diff::routed on rows initialised beforehand.
 template <int W, typename acc_t>
 TDS_INLINE void route_window(const acc_t* const* xwin, acc_t* const* awin, int k, int i0, const acc_t* gs,
-                             int64_t L, acc_t* best, int32_t* arg) {
+                             const acc_t* g_last, int64_t L, acc_t* best, int32_t* arg) {
   constexpr acc_t kNegInf = -std::numeric_limits<acc_t>::infinity();
   if constexpr (W > 1) {
     if (i0 == 0) {
@@ -193,8 +195,10 @@ TDS_INLINE void route_window(const acc_t* const* xwin, acc_t* const* awin, int k
           b = u ? v : b;
         }
         const acc_t gv = gs[j];
-        bits_t<acc_t> later = 0;  // some slot after i updated: i lost
-        for (int i = W - 1; i >= 1; --i) {
+        // The last slot's dx row is touched here for the first time: it starts from its G row.
+        aw[W - 1][j] = g_last[j] - masked(gv, upd[W - 1]);
+        bits_t<acc_t> later = upd[W - 1];  // some slot after i updated: i lost
+        for (int i = W - 2; i >= 1; --i) {
           aw[i][j] -= masked(gv, upd[i] & ~later);
           later |= upd[i];
         }
@@ -294,7 +298,9 @@ TDS_INLINE void backward_units(const scalar_t* gr, const scalar_t* x, scalar_t* 
       }
       if constexpr (same) sc.arows[t] = dx + off + t * g.stride;  // accumulate in the output row
       else sc.arows[t] = sc.abuf.data() + t * L;
-      std::copy(sc.grows[t], sc.grows[t] + L, sc.arows[t]);
+      // Rows the fused path of route_window does not initialise itself: those first touched by the
+      // windows with left padding (frames < 2*half), or all of them without the fused path.
+      if (t < (W > 1 ? 2 * g.half : g.T)) std::copy(sc.grows[t], sc.grows[t] + L, sc.arows[t]);
     }
     for (int64_t s = 0; s < g.T; ++s) {  // ascending s, as the CUDA kernel
       int i0 = -1;
@@ -305,7 +311,10 @@ TDS_INLINE void backward_units(const scalar_t* gr, const scalar_t* x, scalar_t* 
         sc.win[i] = in ? sc.xrows[p] : sc.neg_inf.data();
         sc.awin[i] = in ? sc.arows[p] : sc.zero_row.data();  // padding never wins: gets 0 subtracted
       }
-      route_window<W>(sc.win.data(), sc.awin.data(), g.k, i0, sc.grows[s], L, sc.best.data(), sc.arg.data());
+      const int64_t last = s + g.half;  // the frame of the last slot (its G row; zeros past the end)
+      const acc_t* g_last = last < g.T ? sc.grows[last] : sc.zero_row.data();
+      route_window<W>(sc.win.data(), sc.awin.data(), g.k, i0, sc.grows[s], g_last, L, sc.best.data(),
+                      sc.arg.data());
     }
     if constexpr (!same)
       for (int64_t t = 0; t < g.T; ++t) convert(sc.arows[t], dx + off + t * g.stride, L);
