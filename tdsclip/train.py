@@ -92,13 +92,15 @@ def run_training(cfg, *, model=None, data=None, stop=None, fault_hook=None, log=
     from .engine.trainer import Trainer
 
     info = distributed.init_distributed(cfg.runtime.device)
+    if not info.is_main:
+        log = lambda *a, **k: None  # noqa: E731  (only rank 0 talks)
     if cfg.runtime.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     # Same seed on every rank for the model's initialisation (DDP also broadcasts rank 0's weights);
     # per-rank streams afterwards, so ranks augment differently.
     seed_everything(cfg.runtime.seed)
     if model is None:
-        model = build_model(cfg, log if info.is_main else (lambda *a: None))
+        model = build_model(cfg, log)
     seed_everything(cfg.runtime.seed + 7919 * info.rank)
     if data is None:
         from .engine.video_source import build_train_source

@@ -111,18 +111,37 @@ def test_max_difference_pads_with_minus_infinity(backend):
     assert (one == 0).all()  # a single frame is its own max
 
 
+def _grads_match(module, module64, inputs, inputs64, fn, fn64, tol):
+    """Output and every gradient (inputs and parameters) of fn(module) against fn64(module64) (fp64)."""
+    g = torch.randn(fn(module, *inputs).shape, generator=torch.Generator().manual_seed(9))
+    module.zero_grad(set_to_none=True), module64.zero_grad(set_to_none=True)
+    out, out64 = fn(module, *inputs), fn64(module64, *inputs64)
+    (out * g.to(out.dtype)).sum().backward()
+    (out64 * g.double()).sum().backward()
+    torch.testing.assert_close(out.double(), out64, rtol=tol, atol=tol)
+    for i, (a, b) in enumerate(zip(inputs, inputs64)):
+        if b.requires_grad:
+            torch.testing.assert_close(a.grad.double(), b.grad, rtol=tol, atol=tol * max(1, b.grad.abs().max().item()),
+                                       msg=lambda m: f"input {i} gradient: {m}")
+    for (name, p), (_, p64) in zip(module.named_parameters(), module64.named_parameters()):
+        torch.testing.assert_close(p.grad.double(), p64.grad, rtol=tol, atol=tol * max(1, p64.grad.abs().max().item()),
+                                   msg=lambda m: f"gradient of {name}: {m}")
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("T", [1, 2, 3])
 @pytest.mark.parametrize("variant", ["gated", "plain"])
 def test_td_adapter_in_the_model_matches_spec(backend, T, variant):
+    """Value and gradients of the model's TD-Adapter against the SPEC formula written out (fp64)."""
     dtype = torch.float64 if backend == "reference" else torch.float32
     td = tds_kernels.TDAdapter(64, reduction=16, kernel_size=3, variant=variant, backend=backend).to(dtype)
     with torch.no_grad():
         for bn in (td.bn1, td.bn2):
             bn.weight.uniform_(-1.5, 1.5), bn.bias.uniform_(-0.5, 0.5)
+    td64 = copy.deepcopy(td).double()
     u = torch.randn(2, T, 6, 64, dtype=dtype)
-    ref = td_adapter_direct(u.double(), copy.deepcopy(td).double())
-    torch.testing.assert_close(td(u).double(), ref, rtol=_tol(backend, dtype), atol=_tol(backend, dtype))
+    _grads_match(td, td64, [u.clone().requires_grad_()], [u.double().requires_grad_()],
+                 lambda m, x: m(x), lambda m, x: td_adapter_direct(x, m), _tol(backend, dtype))
 
 
 @pytest.mark.parametrize("lean", [False, True])
@@ -150,18 +169,20 @@ def test_side_connection_is_half_old_half_projection(lean, monkeypatch):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_side_block_matches_spec(backend):
+    """Value and gradients of a whole side block against SPEC §3 in the layouts it names (fp64)."""
     dtype = torch.float64 if backend == "reference" else torch.float32
     blk = SideBlock(128, reduction=16, pool_kernel=3, backend=backend).to(dtype)
     with torch.no_grad():
         for m in blk.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.5, 0.5)
+    blk64 = copy.deepcopy(blk).double()
     B, T, h, w = 2, 3, 2, 3
-    s = torch.randn(B, T, h * w, 128, dtype=dtype)
-    p_cls = torch.randn(B, T, 128, dtype=dtype)
-    pos = torch.randn(h * w, 128, dtype=dtype)
-    ref = side_block_direct(copy.deepcopy(blk).double(), s.double(), p_cls.double(), pos.double(), (h, w))
-    torch.testing.assert_close(blk(s, p_cls, pos).double(), ref, rtol=_tol(backend, dtype), atol=_tol(backend, dtype))
+    inputs = [torch.randn(B, T, h * w, 128, dtype=dtype), torch.randn(B, T, 128, dtype=dtype),
+              torch.randn(h * w, 128, dtype=dtype)]  # s, p_cls, pos
+    _grads_match(blk, blk64, [t.clone().requires_grad_() for t in inputs],
+                 [t.double().requires_grad_() for t in inputs],
+                 lambda m, *a: m(*a), lambda m, *a: side_block_direct(m, *a, (h, w)), _tol(backend, dtype))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -58,99 +58,84 @@ int64_t num_chunks(const Geom& g) {
   return (g.B * g.h + gpc - 1) / gpc;
 }
 
-// dst[0, P) <- pixels x_base + kx of one frame row, zero where kx is outside [kx0, kx1) (padding).
+// line[0, n) <- the raw values of one frame row at x = q - pw (q in [0, n)): a pixel, or the motion
+// difference next - prev; zero where x is in the padding [q0, q1) being the valid range.
 template <typename scalar_t, typename acc_t>
-inline void copy_line(acc_t* dst, const scalar_t* row, int64_t sx, int64_t x_base, int64_t kx0, int64_t kx1,
-                      int64_t P) {
-  for (int64_t kx = 0; kx < kx0; ++kx) dst[kx] = acc_t(0);
-  const scalar_t* src = row + (x_base + kx0) * sx;
-  acc_t* out = dst + kx0;
-  const int64_t n = kx1 - kx0;
-  if (sx == 1) {
-    for (int64_t q = 0; q < n; ++q) out[q] = rgb_value<acc_t>(static_cast<acc_t>(src[q]));
+inline void load_line(acc_t* line, const scalar_t* next, const scalar_t* prev, int64_t sx, int64_t pw, int64_t q0,
+                      int64_t q1, int64_t n) {
+  for (int64_t q = 0; q < q0; ++q) line[q] = acc_t(0);
+  const scalar_t* s1 = next + (q0 - pw) * sx;
+  acc_t* out = line + q0;
+  const int64_t m = q1 - q0;
+  if (prev == nullptr) {
+    if (sx == 1) {
+      for (int64_t q = 0; q < m; ++q) out[q] = rgb_value<acc_t>(static_cast<acc_t>(s1[q]));
+    } else {
+      for (int64_t q = 0; q < m; ++q) out[q] = rgb_value<acc_t>(static_cast<acc_t>(s1[q * sx]));
+    }
   } else {
-    for (int64_t q = 0; q < n; ++q) out[q] = rgb_value<acc_t>(static_cast<acc_t>(src[q * sx]));
+    const scalar_t* s0 = prev + (q0 - pw) * sx;
+    if (sx == 1) {
+      for (int64_t q = 0; q < m; ++q) out[q] = motion_value<acc_t>(static_cast<acc_t>(s1[q]), static_cast<acc_t>(s0[q]));
+    } else {
+      for (int64_t q = 0; q < m; ++q)
+        out[q] = motion_value<acc_t>(static_cast<acc_t>(s1[q * sx]), static_cast<acc_t>(s0[q * sx]));
+    }
   }
-  for (int64_t kx = kx1; kx < P; ++kx) dst[kx] = acc_t(0);
-}
-
-template <typename scalar_t, typename acc_t>
-inline void diff_line(acc_t* dst, const scalar_t* next, const scalar_t* prev, int64_t sx, int64_t x_base, int64_t kx0,
-                      int64_t kx1, int64_t P) {
-  for (int64_t kx = 0; kx < kx0; ++kx) dst[kx] = acc_t(0);
-  const scalar_t* s1 = next + (x_base + kx0) * sx;
-  const scalar_t* s0 = prev + (x_base + kx0) * sx;
-  acc_t* out = dst + kx0;
-  const int64_t n = kx1 - kx0;
-  if (sx == 1) {
-    for (int64_t q = 0; q < n; ++q)
-      out[q] = motion_value<acc_t>(static_cast<acc_t>(s1[q]), static_cast<acc_t>(s0[q]));
-  } else {
-    for (int64_t q = 0; q < n; ++q)
-      out[q] = motion_value<acc_t>(static_cast<acc_t>(s1[q * sx]), static_cast<acc_t>(s0[q * sx]));
-  }
-  for (int64_t kx = kx1; kx < P; ++kx) dst[kx] = acc_t(0);
+  for (int64_t q = std::max(q1, q0); q < n; ++q) line[q] = acc_t(0);
 }
 
 // The four transformed planes of groups [g0, g1) of a chunk: plane p, row (group, tile, j) at
 // planes + p * plane_stride + row * K, columns (channel, ky, kx) of the branch (K = C P^2).
+// Work goes by whole frame rows: for one (group, tile, channel, ky) the w patches of a token row are
+// one contiguous run of w P pixels, so the conversion, the motion differences and the Winograd input
+// transform run over long vectorisable lines, and each patch line is then one P-element copy.
 template <typename scalar_t, typename acc_t>
 void gather_chunk(const scalar_t* frames, const FrameStrides& s, const Geom& g, int64_t g0, int64_t g1, acc_t* pr,
                   int64_t stride_r, acc_t* pm, int64_t stride_m) {
-  const int64_t P = g.P, P2 = P * P, Kr = kRgbChannels * P2, Km = kMotChannels * P2, n_tiles = num_tiles(g);
-  std::vector<acc_t> lines(static_cast<size_t>(4 * P));  // the 4 input segments' values of one patch line
-  acc_t* l[4] = {lines.data(), lines.data() + P, lines.data() + 2 * P, lines.data() + 3 * P};
-  // out[p][0, P) <- plane p of the Winograd input transform of the 4 lines.
-  auto transform = [&](acc_t* base, int64_t stride, int64_t off) {
-    acc_t* o0 = base + off;
-    acc_t* o1 = o0 + stride;
-    acc_t* o2 = o1 + stride;
-    acc_t* o3 = o2 + stride;
-    for (int64_t kx = 0; kx < P; ++kx) {
-      acc_t D[kPlanes];
-      winograd_input(l[0][kx], l[1][kx], l[2][kx], l[3][kx], D);
-      o0[kx] = D[0];
-      o1[kx] = D[1];
-      o2[kx] = D[2];
-      o3[kx] = D[3];
-    }
-  };
-  int64_t row = 0;
+  const int64_t P = g.P, P2 = P * P, n = g.w * P, n_tiles = num_tiles(g);
+  const int64_t q0 = std::min(n, g.pw), q1 = std::min(n, g.W + g.pw);  // valid x = q - pw
+  std::vector<acc_t> buf(static_cast<size_t>(8 * n));
+  acc_t* l[4] = {buf.data(), buf.data() + n, buf.data() + 2 * n, buf.data() + 3 * n};
+  acc_t* D[kPlanes] = {buf.data() + 4 * n, buf.data() + 5 * n, buf.data() + 6 * n, buf.data() + 7 * n};
+  int64_t row0 = 0;
   for (int64_t grp = g0; grp < g1; ++grp) {
     const int64_t b = grp / g.h, i = grp % g.h;
-    for (int64_t tau = 0; tau < n_tiles; ++tau) {
+    for (int64_t tau = 0; tau < n_tiles; ++tau, row0 += g.w) {
       const scalar_t* seg[4];  // the 4 input segments of the tile; nullptr in the temporal padding
       for (int k = 0; k < 4; ++k) {
         const int64_t t_in = src_index(2 * tau, k, 1, g.pt, g.T);
         seg[k] = t_in >= 0 ? frames + b * s.b + t_in * s.t : nullptr;
       }
-      for (int64_t j = 0; j < g.w; ++j, ++row) {
-        const int64_t x_base = j * P - g.pw;
-        const int64_t kx0 = std::max<int64_t>(0, -x_base), kx1 = std::min<int64_t>(P, g.W - x_base);
+      for (int64_t ch = 0; ch < kRgbChannels + kMotChannels; ++ch) {
+        const bool mot = ch >= kRgbChannels;
+        const int64_t cm = mot ? ch - kRgbChannels : ch;
+        int64_t win = kCentre - 1, c = cm;  // RGB: the centre frame (win + 1)
+        if (mot) motion_channel(cm, win, c);
+        acc_t* planes = mot ? pm : pr;
+        const int64_t stride = mot ? stride_m : stride_r, K = (mot ? kMotChannels : kRgbChannels) * P2;
         for (int64_t ky = 0; ky < P; ++ky) {
           const int64_t y = src_index(i, ky, P, g.ph, g.H);
-          for (int64_t c = 0; c < kColours; ++c) {
-            for (int k = 0; k < 4; ++k) {
-              if (y < 0 || seg[k] == nullptr) {
-                std::memset(l[k], 0, sizeof(acc_t) * P);
-              } else {
-                copy_line(l[k], seg[k] + kCentre * s.k + c * s.c + y * s.y, s.x, x_base, kx0, kx1, P);
-              }
+          for (int k = 0; k < 4; ++k) {
+            if (y < 0 || seg[k] == nullptr) {
+              std::memset(l[k], 0, sizeof(acc_t) * n);
+            } else {
+              const scalar_t* base = seg[k] + c * s.c + y * s.y;
+              load_line(l[k], base + (win + 1) * s.k, mot ? base + win * s.k : nullptr, s.x, g.pw, q0, q1, n);
             }
-            transform(pr, stride_r, row * Kr + (c * P + ky) * P);
           }
-          for (int64_t ch = 0; ch < kMotChannels; ++ch) {
-            int64_t win, c;
-            motion_channel(ch, win, c);
-            for (int k = 0; k < 4; ++k) {
-              if (y < 0 || seg[k] == nullptr) {
-                std::memset(l[k], 0, sizeof(acc_t) * P);
-              } else {
-                const scalar_t* base = seg[k] + c * s.c + y * s.y;
-                diff_line(l[k], base + (win + 1) * s.k, base + win * s.k, s.x, x_base, kx0, kx1, P);
-              }
-            }
-            transform(pm, stride_m, row * Km + (ch * P + ky) * P);
+          for (int64_t q = 0; q < n; ++q) {
+            acc_t v[kPlanes];
+            winograd_input(l[0][q], l[1][q], l[2][q], l[3][q], v);
+            D[0][q] = v[0];
+            D[1][q] = v[1];
+            D[2][q] = v[2];
+            D[3][q] = v[3];
+          }
+          const int64_t col = (cm * P + ky) * P;
+          for (int64_t j = 0; j < g.w; ++j) {
+            acc_t* dst = planes + (row0 + j) * K + col;
+            for (int p = 0; p < kPlanes; ++p) std::memcpy(dst + p * stride, D[p] + j * P, sizeof(acc_t) * P);
           }
         }
       }

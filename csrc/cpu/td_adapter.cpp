@@ -412,14 +412,22 @@ void bn1_backward_kernel(const acc_t* dv, const acc_t* b, const acc_t* center, c
 // Blocks run in parallel; inside the parallel region ATen's GEMM runs single-threaded (no nesting).
 constexpr int64_t kBlockRows = 256;
 
+// The extension is built for baseline x86-64 (SSE2); the gate loops are worth an AVX2+FMA clone,
+// picked at load time (gcc function multi-versioning), so one binary runs everywhere.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define TDS_VEC_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define TDS_VEC_CLONES
+#endif
+
 template <typename scalar_t, typename acc_t, bool gated>
-void gate_forward_rows(const scalar_t* u, const acc_t* y, scalar_t* out, int64_t n) {
+TDS_VEC_CLONES void gate_forward_rows(const scalar_t* u, const acc_t* y, scalar_t* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = static_cast<scalar_t>(gate_forward(static_cast<acc_t>(u[i]), y[i], gated));
 }
 
 // du = d out/du * g, y_dy <- d out/dy * g, and dy's column sums added to sum_dy (double).
 template <typename scalar_t, typename acc_t, bool gated>
-void gate_backward_rows(const scalar_t* g, const scalar_t* u, acc_t* y_dy, acc_t* du, double* sum_dy, int64_t rows,
+TDS_VEC_CLONES void gate_backward_rows(const scalar_t* g, const scalar_t* u, acc_t* y_dy, acc_t* du, double* sum_dy, int64_t rows,
                         int64_t d) {
   for (int64_t r = 0; r < rows; ++r) {
     const scalar_t* gr = g + r * d;

@@ -8,7 +8,10 @@ from tqdm.auto import tqdm
 
 
 class Progress:
-    def __init__(self, total: int, initial: int, desc: str, enabled: bool):
+    def __init__(self, total: int, initial: int, desc: str, enabled: bool, main: bool = True):
+        """``enabled``: draw the bar; ``main``: this is the rank that prints (``write`` still prints
+        without a bar, so epoch summaries are not lost with ``--no-progress``)."""
+        self.main = main
         # tqdm's own ETA uses the steps of this session only, so a resumed run's estimate is honest.
         self.bar = tqdm(total=total, initial=initial, desc=desc, disable=not enabled, dynamic_ncols=True,
                         file=sys.stderr, mininterval=0.5, unit="step")
@@ -27,6 +30,8 @@ class Progress:
     def write(self, msg: str) -> None:
         if not self.bar.disable:
             self.bar.write(msg, file=sys.stderr)
+        elif self.main:
+            print(msg, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         self.bar.close()

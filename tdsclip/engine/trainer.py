@@ -221,7 +221,8 @@ class Trainer:
         if self.global_step:
             self.metrics.truncate_after(self.global_step)
             self.metrics.write("event", self.global_step, event="resume", checkpoint=self.last_checkpoint)
-        progress = Progress(total_steps, self.global_step, desc=cfg.name, enabled=info.is_main and cfg.runtime.progress)
+        progress = Progress(total_steps, self.global_step, desc=cfg.name, enabled=info.is_main and cfg.runtime.progress,
+                            main=info.is_main)
         status = "done"
         window = [0.0, 0.0, 0.0]  # loss sum, hits, clips since the last train record
         t_window = time.perf_counter()
@@ -304,7 +305,8 @@ class Trainer:
                         self.metrics.write("train", self.global_step, epoch=self.epoch + self.step_in_epoch / self.steps_per_epoch,
                                            loss=window[0] / window[2] if window[2] else float("nan"),
                                            top1=100 * window[1] / window[2] if window[2] else float("nan"),
-                                           lr=lr, clips_per_s=window[2] / max(now - t_window, 1e-9))
+                                           lr=lr, clips_per_s=window[2] / max(now - t_window, 1e-9),
+                                           elapsed_s=now - t_start)
                         window, t_window = [0.0, 0.0, 0.0], now
                     if stats[3] > 0:  # some rank was asked to stop: all ranks stop after this same update
                         stop_now = True

@@ -1,0 +1,126 @@
+"""The benchmarks must not rot: run the quick set of `pytest bench/ --benchmark-only` once, end to end
+(every op × implementation × phase, memory, training step, data loading, copy bandwidth) on CI-sized
+shapes, and turn its JSON into a report with bench/make_results.py. The numbers are not checked
+(never assert on timings); what is checked is that everything ran and was recorded.
+
+A separate, fast test checks make_results.py's arithmetic (ratios, target verdicts) on a synthetic JSON.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+import make_results  # noqa: E402
+
+
+def _bench_env() -> dict:
+    env = dict(os.environ)
+    # the benchmarks time compiled Triton (not the interpreter) and unpoisoned outputs; bench/conftest.py
+    # also clears these, this keeps the subprocess honest if it is ever run differently
+    for key in ("TRITON_INTERPRET", "TDS_KERNELS_POISON", "TDS_KERNELS_BACKEND"):
+        env.pop(key, None)
+    env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
+@pytest.mark.slow
+def test_quick_benchmarks_run_and_report(tmp_path):
+    out_json, out_md = tmp_path / "quick.json", tmp_path / "RESULTS.md"
+    cmd = [sys.executable, "-m", "pytest", "bench/", "--benchmark-only", "--quick", "--bench-device", "cpu",
+           f"--benchmark-json={out_json}", "-q", "-x", "-p", "no:cacheprovider"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=_bench_env(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"quick benchmarks failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
+    data = json.loads(out_json.read_text())
+    benches = data["benchmarks"]
+    kinds = {b["extra_info"]["kind"] for b in benches}
+    assert {"op", "copy", "op_memory", "model_memory", "train_step", "data"} <= kinds, kinds
+    ops = {}
+    for b in benches:
+        e = b["extra_info"]
+        if e["kind"] == "op":
+            ops.setdefault(e["op"], set()).add((e["impl"], e["phase"]))
+            assert b["stats"]["rounds"] >= 1 and b["stats"]["min"] > 0
+            assert e["bytes"] > 0
+    assert set(ops) == {"temporal_max_diff", "cls_token_shift", "td_adapter", "sme_stem", "bn_mlp"}, set(ops)
+    for op, done in ops.items():
+        for impl in ("eager", "compile"):
+            assert {(impl, p) for p in ("fwd", "bwd", "fwd+bwd")} <= done, (op, impl, done)
+    memory = {b["extra_info"]["variant"]: b["extra_info"]["saved_bytes_per_clip"] for b in benches
+              if b["extra_info"]["kind"] == "model_memory"}
+    assert set(memory) == {"reference", "fused", "fused+checkpointing"} and all(v > 0 for v in memory.values())
+    assert data["machine_info"]["tds"]["quick"] is True
+
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "make_results.py"), str(out_json), "-o",
+                           str(out_md), "--notes", ""], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    text = out_md.read_text()
+    for needle in ("## CPU run", "### Targets", "### Per-op times", "### Activation memory", "### End to end",
+                   "Temporal max-difference fwd+bwd", "clips / s"):
+        assert needle in text, f"{needle!r} missing from the report"
+
+
+# ---- make_results.py on a synthetic run ------------------------------------------------------------
+
+def _bench(kind, seconds, **info):
+    return {"stats": {"min": seconds, "rounds": 3}, "extra_info": {"kind": kind, **info}}
+
+
+def _op(op, impl, label, seconds, phase="fwd+bwd", nbytes=1e9):
+    shape = {"label": label, "N": 196, "d": 320}
+    return _bench("op", seconds, op=op, impl=impl, phase=phase, shape=shape, bytes=nbytes, flops=0,
+                  memory_bound=True)
+
+
+def _synthetic(tmp_path, device="cpu", fused_tmd=0.01):
+    benches = [
+        _bench("copy", 0.1, bytes=2e9),
+        _op("temporal_max_diff", "eager", "B/16 BT=64 T=8", 0.06),
+        _op("temporal_max_diff", "compile", "B/16 BT=64 T=8", 0.02),
+        _op("temporal_max_diff", "cpu" if device == "cpu" else "cuda", "B/16 BT=64 T=8", fused_tmd),
+        _op("temporal_max_diff", "eager", "B/16 BT=128 T=8", 0.12),
+        _op("temporal_max_diff", "compile", "B/16 BT=128 T=8", 0.04),
+        _op("temporal_max_diff", "cpu" if device == "cpu" else "cuda", "B/16 BT=128 T=8", 2 * fused_tmd),
+        _bench("model_memory", 1.0, variant="reference", saved_bytes_per_clip=1000.0, backbone="tiny", side_dim=64,
+               frames=8, image=64),
+        _bench("model_memory", 1.0, variant="fused", saved_bytes_per_clip=500.0, backbone="tiny", side_dim=64,
+               frames=8, image=64),
+        _bench("model_memory", 1.0, variant="fused+checkpointing", saved_bytes_per_clip=300.0, backbone="tiny",
+               side_dim=64, frames=8, image=64),
+    ]
+    path = tmp_path / f"{device}.json"
+    path.write_text(json.dumps({"machine_info": {"tds": {"bench_device": device, "quick": False}},
+                                "benchmarks": benches}))
+    return make_results.Run(str(path))
+
+
+def test_make_results_targets(tmp_path):
+    run = _synthetic(tmp_path)
+    verdict = {w: (m, s) for w, m, s in make_results.targets(run)}
+    m, s = verdict["Temporal max-difference fwd+bwd: fused ≥ 3× eager"]
+    assert s == "PASS" and m.startswith("6.00× geomean")
+    m, s = verdict["Temporal max-difference fwd+bwd: fused faster than torch.compile"]
+    assert s == "PASS" and "2.00×" in m
+    assert verdict["Activation bytes per side-network training step: fused ≤ 0.6× reference"][1] == "PASS"
+    m, s = verdict["Activation bytes per side-network training step: fused + checkpointing ≤ 0.25× reference"]
+    assert s.startswith("MISS") and m.startswith("0.300×")
+    assert verdict["TD-Adapter fwd+bwd: fused ≥ 1.5× eager"][1] == "–"  # not measured
+    assert "no GPU" in verdict["GPU: memory-bound ops ≥ 80 % of the measured copy bandwidth (fwd+bwd, default backend)"][0]
+
+    slow = {w: s for w, m, s in make_results.targets(_synthetic(tmp_path, fused_tmd=0.025))}
+    assert slow["Temporal max-difference fwd+bwd: fused ≥ 3× eager"].startswith("MISS")
+    assert slow["Temporal max-difference fwd+bwd: fused faster than torch.compile"].startswith("MISS")
+
+
+def test_make_results_gpu_bandwidth_fraction(tmp_path):
+    run = _synthetic(tmp_path, device="cuda", fused_tmd=0.05)  # 1 GB in 50 ms = 20 GB/s of a 20 GB/s copy
+    what, measured, status = make_results.targets(run)[-1]
+    assert status == "PASS" and measured.startswith("100%"), measured
+    text = make_results.render([run], None)
+    assert "## GPU run" in text and "% copy" in text
