@@ -34,8 +34,10 @@ def _nvidia_pip_include_dirs() -> list[str]:
             d = os.path.join(entry, sub)
             if os.path.isdir(d) and d not in dirs:
                 dirs.append(d)
-        for d in sorted(glob.glob(os.path.join(entry, "nvidia", "*", "include"))):
-            if d not in dirs:
+        # older per-library wheel layout (CUDA 12 builds of torch)
+        for lib in ("cuda_runtime", "cublas", "cusparse", "cusolver", "cufft", "curand", "nvtx"):
+            d = os.path.join(entry, "nvidia", lib, "include")
+            if os.path.isdir(d) and d not in dirs:
                 dirs.append(d)
     return dirs
 

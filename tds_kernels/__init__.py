@@ -15,6 +15,11 @@ from .ops.cls_token_shift import cls_token_shift
 from .ops.sme_stem import SMEStem, sme_stem
 from .ops.td_adapter import TDAdapter, td_adapter
 from .ops.temporal_max_diff import temporal_max_diff
+from ._autocast import register_autocast_passthrough as _register_autocast
+
+# after every op module has defined its ops: run them with autocast excluded (see _autocast.py)
+for _ns in ("tds", "tds_triton"):
+    _register_autocast(_ns)
 
 __version__ = "0.1.0"
 

@@ -142,9 +142,11 @@ def run_eval(checkpoint: str, overrides: list[str], output: str | None = None, d
     """Evaluates ``checkpoint`` (path or run dir); returns the summary (with the file paths) on every rank.
     ``info``: an existing DistInfo (default: join the torchrun process group, if any)."""
     from .engine import distributed
-    from .engine.checkpoint import load_checkpoint, resolve_resume
+    from .engine.checkpoint import find_latest, load_checkpoint
 
-    path = resolve_resume(checkpoint, os.path.dirname(checkpoint)) if os.path.isdir(checkpoint) else checkpoint
+    path = find_latest(checkpoint) if os.path.isdir(checkpoint) else checkpoint
+    if path is None:
+        raise FileNotFoundError(f"{checkpoint!r} is a directory without checkpoint_step*.pt files")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {checkpoint!r} does not exist")
     t0 = time.perf_counter()
@@ -153,6 +155,8 @@ def run_eval(checkpoint: str, overrides: list[str], output: str | None = None, d
     if own_group:
         info = distributed.init_distributed(checkpoint_config(state, overrides).runtime.device)
     model, cfg, state = load_model_from_checkpoint(path, overrides, info.device, state)
+    if cfg.runtime.threads > 0:
+        torch.set_num_threads(cfg.runtime.threads)
     if data is None:
         from .engine.video_source import build_eval_source
 

@@ -48,6 +48,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--on-nan", choices=("stop", "skip"),
                    help="a non-finite loss stops the run (default) or skips that update")
     p.add_argument("--max-steps", type=int, help="stop with a checkpoint after this many optimiser steps")
+    p.add_argument("--threads", type=int, help="torch CPU threads per process (runtime.threads; 0 = default)")
     p.add_argument("--no-progress", action="store_true", help="no live progress bar")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     return p
@@ -60,7 +61,8 @@ def overrides_from_args(args) -> list[str]:
                 ("device", "runtime.device"), ("amp", "runtime.amp"), ("fused_ops", "model.fused_ops"),
                 ("grad_checkpoint", "model.grad_checkpoint"), ("grad_accum", "optim.grad_accum"),
                 ("epochs", "optim.epochs"), ("batch_size", "data.batch_size"), ("lr", "optim.lr"),
-                ("data_root", "data.root"), ("on_nan", "runtime.on_nan"), ("max_steps", "runtime.max_steps")]
+                ("data_root", "data.root"), ("on_nan", "runtime.on_nan"), ("max_steps", "runtime.max_steps"),
+                ("threads", "runtime.threads")]
     for attr, key in flag_map:
         value = getattr(args, attr, None)
         if value is not None:
@@ -94,6 +96,8 @@ def run_training(cfg, *, model=None, data=None, stop=None, fault_hook=None, log=
     info = distributed.init_distributed(cfg.runtime.device)
     if not info.is_main:
         log = lambda *a, **k: None  # noqa: E731  (only rank 0 talks)
+    if cfg.runtime.threads > 0:
+        torch.set_num_threads(cfg.runtime.threads)
     if cfg.runtime.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     # Same seed on every rank for the model's initialisation (DDP also broadcasts rank 0's weights);

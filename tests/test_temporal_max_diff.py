@@ -124,6 +124,8 @@ def test_nan_and_inf_propagate_like_max_pool(backend, device):
     gen = torch.Generator().manual_seed(1)
     x[torch.rand(x.shape, generator=gen).to(device) < 0.1] = float("nan")
     x[torch.rand(x.shape, generator=gen).to(device) < 0.1] = float("-inf")
+    x[0, :, 1, :2] = float("-inf")  # windows that are all -inf: max_pool keeps their first frame
+    x[0, :, 1, 2] = float("nan")    # all NaN: the last NaN of each window wins
     g = torch.randn_like(x)
     for k in (3, 5):
         y, dx = _run(x, k, False, backend, g)
@@ -131,6 +133,21 @@ def test_nan_and_inf_propagate_like_max_pool(backend, device):
         assert torch.equal(y.isnan(), y_ref.isnan()), "NaN pattern differs from max_pool's"
         torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-12, equal_nan=True)
         torch.testing.assert_close(dx, dx_ref, rtol=0, atol=1e-12, equal_nan=True)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+def test_other_kernel_sizes(backend, device):
+    """k = 1 and k > 7 (the C++ kernel's generic path; windows wider than the clip)."""
+    for T, k in [(4, 1), (5, 9), (3, 11), (12, 9)]:
+        if _interpreted(backend, device) and T > 5:
+            continue
+        x = torch.randint(-3, 4, (1, T, 3, 20), device=device).double()  # ties too
+        for mix in (False, True):
+            g = torch.randn_like(x)
+            y, dx = _run(x, k, mix, backend, g)
+            y_ref, dx_ref = _run(x, k, mix, None, g)
+            torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-12)
+            torch.testing.assert_close(dx, dx_ref, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS)

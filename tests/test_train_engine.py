@@ -247,3 +247,39 @@ def test_fp16_amp_uses_grad_scaler_and_saves_its_state(tmp_path):
     state = ckpt.load_checkpoint(res.checkpoint)
     assert state["scaler"] and "scale" in state["scaler"]
     json.dumps(state["config"])  # plain data
+
+
+# --------------------------------------------------------------------------------------------- data failures
+
+class _DyingSource(TensorDataSource):
+    """Its loader "dies" at batch 5 of epoch 0, as worker processes do on a process-group SIGTERM."""
+
+    def __init__(self, *a, stop=None, **k):
+        super().__init__(*a, **k)
+        self.stop = stop
+
+    def train_batches(self, epoch, start_batch=0):
+        for b, batch in enumerate(super().train_batches(epoch, start_batch), start=start_batch):
+            if epoch == 0 and b == 5:
+                if self.stop is not None:
+                    self.stop.request(15)
+                raise RuntimeError("DataLoader worker (pid 1) is killed by signal: Terminated.")
+            yield batch
+
+
+@pytest.mark.parametrize("signalled", [True, False])
+def test_loader_death_after_a_stop_request_still_checkpoints(tmp_path, signalled):
+    from tdsclip.engine.signals import StopRequest
+
+    stop = StopRequest()
+    x, y = toy_data()
+    data = _DyingSource((x[:48], y[:48]), None, 4, seed=3, stop=stop if signalled else None)
+    torch.manual_seed(0)
+    trainer = Trainer(make_cfg(tmp_path / "d"), ToyVideoNet(), data, DistInfo(), log=lambda *a: None, stop=stop)
+    if not signalled:  # an ordinary data error is not swallowed
+        with pytest.raises(RuntimeError, match="killed by signal"):
+            trainer.fit()
+        return
+    result = trainer.fit()
+    assert result.status == "stopped" and result.global_step == 5 and result.signal == 15
+    assert ckpt.load_checkpoint(result.checkpoint)["step_in_epoch"] == 5

@@ -29,11 +29,21 @@
 #endif
 #endif
 
+// Forced inlining: the CPU kernel's hot loops are also compiled for AVX2 (target_clones), and gcc does
+// not inline ordinary functions into those clones, which would leave one call per element unvectorised.
+#ifdef __CUDACC__
+#define TDS_BN_INLINE __host__ __device__ __forceinline__
+#elif defined(__GNUC__)
+#define TDS_BN_INLINE inline __attribute__((always_inline))
+#else
+#define TDS_BN_INLINE inline
+#endif
+
 namespace tds {
 namespace bn_mlp {
 
 // erf(x) for float: x * P(x^2) / Q(x^2) on x clamped to [-4, 4] (erf is +-1 in float beyond).
-TDS_HD inline float erf_approx(float x) {
+TDS_BN_INLINE float erf_approx(float x) {
   x = x < -4.f ? -4.f : (x > 4.f ? 4.f : x);
   const float x2 = x * x;
   float p = -2.72614225801306e-10f;
@@ -54,7 +64,7 @@ TDS_HD inline float erf_approx(float x) {
 // exp(x) for float x <= 0 (the GELU derivative only needs exp(-h^2/2)): x = n ln2 + r, |r| <= ln2/2,
 // exp(r) by its Taylor polynomial, 2^n built from the exponent bits. Clamped at -87 (2^-126 is the
 // smallest normal float; the true value there is below 1e-37 and multiplies a bounded factor).
-TDS_HD inline float exp_nonpos(float x) {
+TDS_BN_INLINE float exp_nonpos(float x) {
   x = x < -87.f ? -87.f : (x > 0.f ? 0.f : x);
   const float t = x * 1.44269504088896341f;
   // round to nearest via truncation (SSE2 has a truncating float->int conversion, not a rounding one)
@@ -80,33 +90,33 @@ TDS_HD inline float exp_nonpos(float x) {
   return p * scale;
 }
 
-TDS_HD inline float erf_(float x) { return erf_approx(x); }
-TDS_HD inline double erf_(double x) { return ::erf(x); }
-TDS_HD inline float exp_neg_half_sq(float h) { return exp_nonpos(-0.5f * h * h); }
-TDS_HD inline double exp_neg_half_sq(double h) { return ::exp(-0.5 * h * h); }
+TDS_BN_INLINE float erf_(float x) { return erf_approx(x); }
+TDS_BN_INLINE double erf_(double x) { return ::erf(x); }
+TDS_BN_INLINE float exp_neg_half_sq(float h) { return exp_nonpos(-0.5f * h * h); }
+TDS_BN_INLINE double exp_neg_half_sq(double h) { return ::exp(-0.5 * h * h); }
 
 template <typename acc_t>
-TDS_HD inline acc_t gelu(acc_t h) {
+TDS_BN_INLINE acc_t gelu(acc_t h) {
   return acc_t(0.5) * h * (acc_t(1) + erf_(h * acc_t(0.70710678118654752440)));
 }
 
 // d gelu / dh = Phi(h) + h * phi(h)
 template <typename acc_t>
-TDS_HD inline acc_t gelu_grad(acc_t h) {
+TDS_BN_INLINE acc_t gelu_grad(acc_t h) {
   const acc_t cdf = acc_t(0.5) * (acc_t(1) + erf_(h * acc_t(0.70710678118654752440)));
   return cdf + h * acc_t(0.39894228040143267794) * exp_neg_half_sq(h);
 }
 
 // BatchNorm as the affine map the forward and the recomputation in backward both use.
 template <typename acc_t>
-TDS_HD inline acc_t bn_apply(acc_t x, acc_t scale, acc_t shift) {
+TDS_BN_INLINE acc_t bn_apply(acc_t x, acc_t scale, acc_t shift) {
   return x * scale + shift;
 }
 
 // dx of the batch norm for one element. k_x = gamma * rstd; training: k_mean = dbeta / M and
 // k_xhat = dgamma / M (the gradient through the batch mean and variance), eval: both 0.
 template <typename acc_t>
-TDS_HD inline acc_t bn_grad(acc_t gxn, acc_t xhat, acc_t k_x, acc_t k_mean, acc_t k_xhat) {
+TDS_BN_INLINE acc_t bn_grad(acc_t gxn, acc_t xhat, acc_t k_x, acc_t k_mean, acc_t k_xhat) {
   return k_x * (gxn - k_mean - xhat * k_xhat);
 }
 

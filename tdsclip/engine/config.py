@@ -69,6 +69,7 @@ class RuntimeConfig:
     progress: bool = True             # live progress bar on rank 0
     plots: bool = True                # PNG plots at the end
     deterministic: bool = False       # torch.use_deterministic_algorithms (slower on GPU)
+    threads: int = 0                  # torch CPU threads of each process (0: torch's default)
 
 
 @dataclass
