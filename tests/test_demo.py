@@ -11,6 +11,14 @@ from tdsclip import cli
 from tdsclip.engine import checkpoint as ckpt
 from tdsclip.engine.metrics import read_jsonl
 
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    # the demo config sets runtime.threads (torch.set_num_threads is process-wide): put it back
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
 LAST_LINE = re.compile(r"^demo: val_top1=(\d+\.\d+) baseline_top1=(\d+\.\d+) wall_s=(\d+\.\d+)$")
 
 

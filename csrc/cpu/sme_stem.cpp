@@ -85,9 +85,10 @@ inline void load_line(acc_t* line, const scalar_t* next, const scalar_t* prev, i
   for (int64_t q = std::max(q1, q0); q < n; ++q) line[q] = acc_t(0);
 }
 
-// Winograd input transform of four lines (restrict: lets gcc vectorise the loop).
+// Winograd input transform of four lines. Kept out of line: inlined into the gather, gcc loses the
+// restrict qualifiers (all lines live in one buffer) and falls back to scalar code.
 template <typename acc_t>
-inline void transform_lines(const acc_t* __restrict__ l0, const acc_t* __restrict__ l1, const acc_t* __restrict__ l2,
+__attribute__((noinline)) void transform_lines(const acc_t* __restrict__ l0, const acc_t* __restrict__ l1, const acc_t* __restrict__ l2,
                             const acc_t* __restrict__ l3, acc_t* __restrict__ d0, acc_t* __restrict__ d1,
                             acc_t* __restrict__ d2, acc_t* __restrict__ d3, int64_t n) {
   for (int64_t q = 0; q < n; ++q) {

@@ -316,6 +316,41 @@ struct Units {
   }
 };
 
+// The unit's per-channel BN1 centre / scale repeated over its nt tokens, so the loops below run flat
+// over the contiguous run of nt*h values (vectorised) instead of nesting a short loop over h.
+template <typename acc_t>
+struct RunAffine {
+  std::vector<acc_t> center, scale;
+  RunAffine(const acc_t* c, const acc_t* s, int64_t nt, int64_t h) : center(nt * h), scale(nt * h) {
+    for (int64_t j = 0; j < nt; ++j)
+      for (int64_t k = 0; k < h; ++k) {
+        center[j * h + k] = c[k];
+        scale[j * h + k] = s[k];
+      }
+  }
+};
+
+// best[e] = max over frames lo..hi of v (first maximum kept) and, when arg is given, its frame.
+template <typename acc_t>
+inline void window_max_run(const acc_t* b, int64_t stride, int lo, int hi, const RunAffine<acc_t>& af, int64_t L,
+                           acc_t* best, int32_t* arg) {
+  const acc_t* cen = af.center.data();
+  const acc_t* sc = af.scale.data();
+  const acc_t* r = b + lo * stride;
+  for (int64_t e = 0; e < L; ++e) best[e] = bn_key(r[e], cen[e], sc[e]);
+  if (arg != nullptr)
+    for (int64_t e = 0; e < L; ++e) arg[e] = lo;
+  for (int s = lo + 1; s <= hi; ++s) {
+    r = b + s * stride;
+    for (int64_t e = 0; e < L; ++e) {
+      const acc_t v = bn_key(r[e], cen[e], sc[e]);
+      const bool upd = beats(v, best[e]);
+      best[e] = upd ? v : best[e];
+      if (arg != nullptr) arg[e] = upd ? s : arg[e];
+    }
+  }
+}
+
 template <typename acc_t>
 void maxdiff_forward_kernel(const acc_t* b, const acc_t* center, const acc_t* scale, acc_t* m, int64_t B,
                             int64_t T, int64_t N, int64_t h, int half) {
@@ -325,26 +360,15 @@ void maxdiff_forward_kernel(const acc_t* b, const acc_t* center, const acc_t* sc
     std::vector<acc_t> best(un.nt_max * h);
     for (int64_t unit = begin; unit < end; ++unit) {
       const int64_t bb = unit / un.blocks, n0 = (unit % un.blocks) * un.nt_max;
-      const int64_t nt = std::min(un.nt_max, N - n0);
+      const int64_t nt = std::min(un.nt_max, N - n0), L = nt * h;
       const int64_t off = bb * T * stride + n0 * h;
-      for (int64_t t = 0; t < T; ++t) {
-        const int lo = window_lo(int(t), half), hi = window_hi(int(t), half, int(T));
-        for (int s = lo; s <= hi; ++s) {
-          const acc_t* r = b + off + s * stride;
-          for (int64_t j = 0; j < nt; ++j) {
-            acc_t* bj = best.data() + j * h;
-            const acc_t* rj = r + j * h;
-            for (int64_t c = 0; c < h; ++c) {
-              const acc_t v = bn_key(rj[c], center[c], scale[c]);
-              bj[c] = (s == lo || beats(v, bj[c])) ? v : bj[c];
-            }
-          }
-        }
+      const RunAffine<acc_t> af(center, scale, nt, h);
+      for (int t = 0; t < int(T); ++t) {
+        window_max_run(b + off, stride, window_lo(t, half), window_hi(t, half, int(T)), af, L, best.data(),
+                       static_cast<int32_t*>(nullptr));
         const acc_t* r = b + off + t * stride;
         acc_t* mt = m + off + t * stride;
-        for (int64_t j = 0; j < nt; ++j)
-          for (int64_t c = 0; c < h; ++c)
-            mt[j * h + c] = bn_key(r[j * h + c], center[c], scale[c]) - best[j * h + c];
+        for (int64_t e = 0; e < L; ++e) mt[e] = bn_key(r[e], af.center[e], af.scale[e]) - best[e];
       }
     }
   });
@@ -356,22 +380,24 @@ void maxdiff_backward_kernel(const acc_t* b, const acc_t* center, const acc_t* s
   const Units un(N, h);
   const int64_t stride = N * h;
   at::parallel_for(0, B * un.blocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> best(un.nt_max * h);
+    std::vector<int32_t> arg(un.nt_max * h);
     for (int64_t unit = begin; unit < end; ++unit) {
       const int64_t bb = unit / un.blocks, n0 = (unit % un.blocks) * un.nt_max;
       const int64_t nt = std::min(un.nt_max, N - n0), L = nt * h;
       const int64_t off = bb * T * stride + n0 * h;
+      const RunAffine<acc_t> af(center, scale, nt, h);
       for (int64_t t = 0; t < T; ++t)
         std::copy(dm + off + t * stride, dm + off + t * stride + L, dv + off + t * stride);
       // m[t] = v[t] - v[argmax of window t]: the window's gradient dm[t] leaves through its argmax.
       for (int t = 0; t < int(T); ++t) {
         const int lo = window_lo(t, half), hi = window_hi(t, half, int(T));
+        window_max_run(b + off, stride, lo, hi, af, L, best.data(), arg.data());
         const acc_t* dmt = dm + off + t * stride;
-        for (int64_t j = 0; j < nt; ++j)
-          for (int64_t c = 0; c < h; ++c) {
-            const int64_t e = j * h + c;
-            const int a = window_argmax(b + off + e, stride, lo, hi, center[c], scale[c]);
-            dv[off + a * stride + e] -= dmt[e];
-          }
+        for (int s = lo; s <= hi; ++s) {
+          acc_t* dvs = dv + off + s * stride;
+          for (int64_t e = 0; e < L; ++e) dvs[e] -= arg[e] == s ? dmt[e] : acc_t(0);
+        }
       }
     }
   });
@@ -479,7 +505,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> expand_gate_backward_cpu(const at
   const at::Tensor WpT = Wp.t();
   // per-block partial sums, reduced in a fixed order afterwards: deterministic for any thread count
   at::Tensor sum_dy = at::zeros({blocks, d}, y0c.options().dtype(at::kDouble));
-  at::Tensor G = at::empty({blocks, d, h}, y0c.options());
+  at::Tensor G = at::empty({blocks, h, d}, y0c.options());  // (dy^T y0c)^T per block: MKL is faster this way
   at::Tensor dyWp = at::empty({M, h}, y0c.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, u.scalar_type(), "td_adapter expand_gate_backward", [&] {
     using acc_t = acc_of<scalar_t>;
@@ -498,13 +524,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> expand_gate_backward_cpu(const at
         if (gated) gate_backward_rows<scalar_t, acc_t, true>(gp + r0 * d, up + r0 * d, yp, dp + r0 * d, sp + blk * d, rows, d);
         else gate_backward_rows<scalar_t, acc_t, false>(gp + r0 * d, up + r0 * d, yp, dp + r0 * d, sp + blk * d, rows, d);
         at::Tensor Gb = G.select(0, blk);
-        at::mm_out(Gb, y.t(), y0b);
+        at::mm_out(Gb, y0b.t(), y);
         at::Tensor dyWpb = dyWp.narrow(0, r0, rows);
         at::mm_out(dyWpb, y, Wp);
       }
     });
   });
-  return {sum_dy.sum(0), G.to(at::kDouble).sum(0), dyWp};
+  return {sum_dy.sum(0), G.to(at::kDouble).sum(0).t(), dyWp};
 }
 
 int half_of(int64_t kernel_size, int64_t T) { return int(std::min<int64_t>(kernel_size / 2, T)); }
