@@ -280,6 +280,19 @@ def test_modules_under_autocast(backend):
     torch.testing.assert_close(res[1][2], res[0][2], rtol=0.05, atol=0.1)
 
 
+@pytest.mark.parametrize("backend", FUSED)
+def test_functional_op_ignores_autocast(backend):
+    """The op computes in its weights' dtype: autocast must not re-cast the GEMMs inside the kernels."""
+    x, p, g = make_case((2, 3, 5), 16, 64, 16, True, "cpu", torch.float32)
+    args = (x, p["bn_weight"], p["bn_bias"], None, None, p["w1"], p["b1"], p["w2"], p["b2"])
+    out, mean, var = bn_mlp(*args, backend=backend)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out_ac, mean_ac, var_ac = bn_mlp(*args, backend=backend)
+    assert out_ac.dtype == torch.float32
+    torch.testing.assert_close(out_ac, out, rtol=0, atol=0)
+    torch.testing.assert_close(var_ac, var, rtol=0, atol=0)
+
+
 # ---- torch.library / compile / checkpoint --------------------------------------------------------
 
 def _opcheck_args(requires_grad=True):

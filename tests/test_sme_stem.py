@@ -115,6 +115,8 @@ CPU_CASES = [
     (2, 8, 30, 29, 14, 64, (1, 0, 0), torch.uint8, 0.5),
     (1, 2, 32, 32, 16, 320, (1, 1, 1), torch.uint8, -0.7),
     (1, 3, 12, 17, 4, 16, (1, 1, 1), torch.float16, 0.5),
+    (2, 4, 9, 10, 4, 16, (0, 1, 1), torch.uint8, 0.5),  # T_out = T - 2 (no temporal padding)
+    (1, 1, 8, 9, 4, 16, (2, 0, 0), torch.uint8, 0.5),   # T_out = T + 2 (odd: a half-filled last tile)
 ]
 
 

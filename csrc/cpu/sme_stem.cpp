@@ -58,8 +58,8 @@ int64_t num_chunks(const Geom& g) {
   return (g.B * g.h + gpc - 1) / gpc;
 }
 
-// line[0, n) <- the raw values of one frame row at x = q - pw (q in [0, n)): a pixel, or the motion
-// difference next - prev; zero where x is in the padding [q0, q1) being the valid range.
+// line[0, n) <- the raw values of one frame row at x = q - pw, q in [0, n): the pixel (prev == nullptr)
+// or the motion difference next - prev; zero outside [q0, q1), the q whose x lies inside the frame.
 template <typename scalar_t, typename acc_t>
 inline void load_line(acc_t* line, const scalar_t* next, const scalar_t* prev, int64_t sx, int64_t pw, int64_t q0,
                       int64_t q1, int64_t n) {

@@ -28,6 +28,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -330,23 +331,56 @@ struct RunAffine {
   }
 };
 
-// best[e] = max over frames lo..hi of v (first maximum kept) and, when arg is given, its frame.
+// c ? a : b as a bit-mask select: under gcc's default -ftrapping-math a float ?: is kept as a branch
+// and stops the vectoriser, integer masks are not (same trick as td_adapter_math.h's select_bits).
+template <typename acc_t>
+inline acc_t select_mask(bool c, acc_t a, acc_t b) {
+  using bits_t = std::conditional_t<sizeof(acc_t) == 8, int64_t, int32_t>;
+  bits_t ia, ib;
+  std::memcpy(&ia, &a, sizeof a);
+  std::memcpy(&ib, &b, sizeof b);
+  const bits_t mask = -static_cast<bits_t>(c);
+  const bits_t r = (ia & mask) | (ib & ~mask);
+  acc_t out;
+  std::memcpy(&out, &r, sizeof out);
+  return out;
+}
+
+// best[e] = max over frames lo..hi of v (first maximum kept, as max_pool) for the run's L values.
 template <typename acc_t>
 inline void window_max_run(const acc_t* b, int64_t stride, int lo, int hi, const RunAffine<acc_t>& af, int64_t L,
-                           acc_t* best, int32_t* arg) {
+                           acc_t* best) {
   const acc_t* cen = af.center.data();
   const acc_t* sc = af.scale.data();
   const acc_t* r = b + lo * stride;
   for (int64_t e = 0; e < L; ++e) best[e] = bn_key(r[e], cen[e], sc[e]);
-  if (arg != nullptr)
-    for (int64_t e = 0; e < L; ++e) arg[e] = lo;
+  for (int s = lo + 1; s <= hi; ++s) {
+    r = b + s * stride;
+    for (int64_t e = 0; e < L; ++e) {
+      const acc_t v = bn_key(r[e], cen[e], sc[e]);
+      best[e] = select_mask(beats(v, best[e]), v, best[e]);
+    }
+  }
+}
+
+// The same, also recording the frame of the maximum (as a value of acc_t, to keep the loop one type).
+template <typename acc_t>
+inline void window_argmax_run(const acc_t* b, int64_t stride, int lo, int hi, const RunAffine<acc_t>& af,
+                              int64_t L, acc_t* best, acc_t* arg) {
+  const acc_t* cen = af.center.data();
+  const acc_t* sc = af.scale.data();
+  const acc_t* r = b + lo * stride;
+  for (int64_t e = 0; e < L; ++e) {
+    best[e] = bn_key(r[e], cen[e], sc[e]);
+    arg[e] = acc_t(lo);
+  }
   for (int s = lo + 1; s <= hi; ++s) {
     r = b + s * stride;
     for (int64_t e = 0; e < L; ++e) {
       const acc_t v = bn_key(r[e], cen[e], sc[e]);
       const bool upd = beats(v, best[e]);
-      best[e] = upd ? v : best[e];
-      if (arg != nullptr) arg[e] = upd ? s : arg[e];
+      best[e] = select_mask(upd, v, best[e]);
+      arg[e] = select_mask(upd, acc_t(s), arg[e]);
     }
   }
 }
@@ -364,8 +398,7 @@ void maxdiff_forward_kernel(const acc_t* b, const acc_t* center, const acc_t* sc
       const int64_t off = bb * T * stride + n0 * h;
       const RunAffine<acc_t> af(center, scale, nt, h);
       for (int t = 0; t < int(T); ++t) {
-        window_max_run(b + off, stride, window_lo(t, half), window_hi(t, half, int(T)), af, L, best.data(),
-                       static_cast<int32_t*>(nullptr));
+        window_max_run(b + off, stride, window_lo(t, half), window_hi(t, half, int(T)), af, L, best.data());
         const acc_t* r = b + off + t * stride;
         acc_t* mt = m + off + t * stride;
         for (int64_t e = 0; e < L; ++e) mt[e] = bn_key(r[e], af.center[e], af.scale[e]) - best[e];
@@ -380,8 +413,7 @@ void maxdiff_backward_kernel(const acc_t* b, const acc_t* center, const acc_t* s
   const Units un(N, h);
   const int64_t stride = N * h;
   at::parallel_for(0, B * un.blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> best(un.nt_max * h);
-    std::vector<int32_t> arg(un.nt_max * h);
+    std::vector<acc_t> best(un.nt_max * h), arg(un.nt_max * h);
     for (int64_t unit = begin; unit < end; ++unit) {
       const int64_t bb = unit / un.blocks, n0 = (unit % un.blocks) * un.nt_max;
       const int64_t nt = std::min(un.nt_max, N - n0), L = nt * h;
@@ -392,11 +424,11 @@ void maxdiff_backward_kernel(const acc_t* b, const acc_t* center, const acc_t* s
       // m[t] = v[t] - v[argmax of window t]: the window's gradient dm[t] leaves through its argmax.
       for (int t = 0; t < int(T); ++t) {
         const int lo = window_lo(t, half), hi = window_hi(t, half, int(T));
-        window_max_run(b + off, stride, lo, hi, af, L, best.data(), arg.data());
+        window_argmax_run(b + off, stride, lo, hi, af, L, best.data(), arg.data());
         const acc_t* dmt = dm + off + t * stride;
         for (int s = lo; s <= hi; ++s) {
           acc_t* dvs = dv + off + s * stride;
-          for (int64_t e = 0; e < L; ++e) dvs[e] -= arg[e] == s ? dmt[e] : acc_t(0);
+          for (int64_t e = 0; e < L; ++e) dvs[e] -= select_mask(arg[e] == acc_t(s), dmt[e], acc_t(0));
         }
       }
     }

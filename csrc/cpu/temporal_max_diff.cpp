@@ -46,10 +46,12 @@
 #endif
 
 // An AVX2 copy of the unit loops, chosen at run time: the extension is built for baseline x86-64
-// (SSE2) so that it runs anywhere, which would leave half of an AVX2 core's vector width unused.
+// (SSE2) so that it runs anywhere, which would leave half of an AVX2 core's vector width unused
+// (and convert fp16 one value at a time, without F16C).
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define TDS_HAVE_AVX2_CLONE 1
-#define TDS_TARGET_AVX2 __attribute__((target("avx2")))
+#define TDS_TARGET_AVX2 __attribute__((target("avx2,f16c")))
+#include <immintrin.h>
 #else
 #define TDS_HAVE_AVX2_CLONE 0
 #endif
@@ -68,7 +70,7 @@ using acc_type_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, 
 
 bool cpu_has_avx2() {
 #if TDS_HAVE_AVX2_CLONE
-  static const bool has = __builtin_cpu_supports("avx2");
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
   return has;
 #else
   return false;
@@ -98,10 +100,51 @@ TDS_INLINE void mix_tokens(acc_t* m, int64_t nt, int64_t C) {
   }
 }
 
-template <typename src_t, typename dst_t>
+#if TDS_HAVE_AVX2_CLONE
+// fp16 <-> fp32 with the F16C instructions (round to nearest even, like c10::Half); out-of-line
+// functions, called once per row, so the rest of the code needs no F16C target.
+__attribute__((target("avx2,f16c"))) void half_to_float_f16c(const c10::Half* src, float* dst, int64_t n) {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    _mm256_storeu_ps(dst + j, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + j))));
+  for (; j < n; ++j) dst[j] = static_cast<float>(src[j]);
+}
+
+__attribute__((target("avx2,f16c"))) void float_to_half_f16c(const float* src, c10::Half* dst, int64_t n) {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + j),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(src + j), _MM_FROUND_TO_NEAREST_INT));
+  for (; j < n; ++j) dst[j] = static_cast<c10::Half>(src[j]);
+}
+#endif
+
+// Row conversions between the tensor dtype and acc_t. bf16 is written out as bit operations
+// (exactly c10::BFloat16's round-to-nearest-even, NaN -> 0x7FC0) because the c10 conversion has a
+// branch that stops vectorisation; fp16 uses F16C in the AVX2 build (kAvx2).
+template <bool kAvx2, typename src_t, typename dst_t>
 TDS_INLINE void convert(const src_t* src, dst_t* dst, int64_t n) {
   if constexpr (std::is_same_v<src_t, dst_t>) {
     std::copy(src, src + n, dst);
+  } else if constexpr (std::is_same_v<src_t, c10::BFloat16> && std::is_same_v<dst_t, float>) {
+    for (int64_t j = 0; j < n; ++j) {
+      const uint32_t bits = uint32_t(src[j].x) << 16;
+      std::memcpy(dst + j, &bits, sizeof bits);
+    }
+  } else if constexpr (std::is_same_v<src_t, float> && std::is_same_v<dst_t, c10::BFloat16>) {
+    for (int64_t j = 0; j < n; ++j) {
+      const float f = src[j];
+      uint32_t bits;
+      std::memcpy(&bits, &f, sizeof bits);
+      const uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+      dst[j].x = uint16_t(f != f ? 0x7FC0u : rounded);
+    }
+#if TDS_HAVE_AVX2_CLONE
+  } else if constexpr (kAvx2 && std::is_same_v<src_t, c10::Half> && std::is_same_v<dst_t, float>) {
+    half_to_float_f16c(src, dst, n);
+  } else if constexpr (kAvx2 && std::is_same_v<src_t, float> && std::is_same_v<dst_t, c10::Half>) {
+    float_to_half_f16c(src, dst, n);
+#endif
   } else {
     for (int64_t j = 0; j < n; ++j) dst[j] = static_cast<dst_t>(static_cast<float>(src[j]));
   }
@@ -109,14 +152,14 @@ TDS_INLINE void convert(const src_t* src, dst_t* dst, int64_t n) {
 
 // Pointers to a unit's T rows in acc_t: the tensor's own rows when scalar_t is already acc_t, else
 // rows converted into buf.
-template <typename scalar_t, typename acc_t>
+template <bool kAvx2, typename scalar_t, typename acc_t>
 TDS_INLINE void load_rows(const scalar_t* base, int64_t T, int64_t stride, int64_t L, acc_t* buf,
                           const acc_t** rows) {
   for (int64_t t = 0; t < T; ++t) {
     if constexpr (std::is_same_v<scalar_t, acc_t>) {
       rows[t] = base + t * stride;
     } else {
-      convert(base + t * stride, buf + t * L, L);
+      convert<kAvx2>(base + t * stride, buf + t * L, L);
       rows[t] = buf + t * L;
     }
   }
@@ -251,7 +294,7 @@ struct Scratch {
         grows(g.T), win(g.k), arows(g.T), awin(g.k) {}
 };
 
-template <int W, typename scalar_t, typename acc_t>
+template <int W, bool kAvx2, typename scalar_t, typename acc_t>
 TDS_INLINE void forward_units(const scalar_t* x, scalar_t* y, const Geometry& g, bool mix_on, Scratch<acc_t>& sc,
                               int64_t begin, int64_t end) {
   constexpr bool same = std::is_same_v<scalar_t, acc_t>;
@@ -259,7 +302,7 @@ TDS_INLINE void forward_units(const scalar_t* x, scalar_t* y, const Geometry& g,
     const int64_t b = u / g.blocks, n0 = (u % g.blocks) * g.nt_max;
     const int64_t nt = std::min(g.nt_max, g.N - n0), L = nt * g.C;
     const int64_t off = b * g.T * g.stride + n0 * g.C;
-    load_rows(x + off, g.T, g.stride, L, sc.xbuf.data(), sc.xrows.data());
+    load_rows<kAvx2>(x + off, g.T, g.stride, L, sc.xbuf.data(), sc.xrows.data());
     for (int64_t t = 0; t < g.T; ++t) {
       for (int i = 0; i < g.k; ++i) {
         const int64_t p = t - g.half + i;
@@ -270,12 +313,12 @@ TDS_INLINE void forward_units(const scalar_t* x, scalar_t* y, const Geometry& g,
       if constexpr (same) m = y + off + t * g.stride; else m = sc.mbuf.data();
       max_diff_row<W>(sc.win.data(), g.k, sc.xrows[t], m, L);
       if (mix_on) mix_tokens(m, nt, g.C);
-      if constexpr (!same) convert(m, y + off + t * g.stride, L);
+      if constexpr (!same) convert<kAvx2>(m, y + off + t * g.stride, L);
     }
   }
 }
 
-template <int W, typename scalar_t, typename acc_t>
+template <int W, bool kAvx2, typename scalar_t, typename acc_t>
 TDS_INLINE void backward_units(const scalar_t* gr, const scalar_t* x, scalar_t* dx, const Geometry& g, bool mix_on,
                                Scratch<acc_t>& sc, int64_t begin, int64_t end) {
   constexpr bool same = std::is_same_v<scalar_t, acc_t>;
@@ -283,7 +326,7 @@ TDS_INLINE void backward_units(const scalar_t* gr, const scalar_t* x, scalar_t* 
     const int64_t b = u / g.blocks, n0 = (u % g.blocks) * g.nt_max;
     const int64_t nt = std::min(g.nt_max, g.N - n0), L = nt * g.C;
     const int64_t off = b * g.T * g.stride + n0 * g.C;
-    load_rows(x + off, g.T, g.stride, L, sc.xbuf.data(), sc.xrows.data());
+    load_rows<kAvx2>(x + off, g.T, g.stride, L, sc.xbuf.data(), sc.xrows.data());
     // G[t] = dL/dm[t]: grad_out itself, or its mix transpose (the same map as the forward mix).
     // dx[t] starts at G[t] (the x[t] term of m); each window then takes its share off its argmax.
     for (int64_t t = 0; t < g.T; ++t) {
@@ -292,7 +335,7 @@ TDS_INLINE void backward_units(const scalar_t* gr, const scalar_t* x, scalar_t* 
         sc.grows[t] = reinterpret_cast<const acc_t*>(gt);  // only reached when scalar_t == acc_t
       } else {
         acc_t* dst = sc.gbuf.data() + t * L;
-        convert(gt, dst, L);
+        convert<kAvx2>(gt, dst, L);
         if (mix_on) mix_tokens(dst, nt, g.C);
         sc.grows[t] = dst;
       }
@@ -317,7 +360,7 @@ TDS_INLINE void backward_units(const scalar_t* gr, const scalar_t* x, scalar_t* 
                       sc.arg.data());
     }
     if constexpr (!same)
-      for (int64_t t = 0; t < g.T; ++t) convert(sc.arows[t], dx + off + t * g.stride, L);
+      for (int64_t t = 0; t < g.T; ++t) convert<kAvx2>(sc.arows[t], dx + off + t * g.stride, L);
   }
 }
 
@@ -326,23 +369,23 @@ TDS_INLINE void backward_units(const scalar_t* gr, const scalar_t* x, scalar_t* 
 template <int W, typename scalar_t, typename acc_t>
 void forward_units_base(const scalar_t* x, scalar_t* y, const Geometry& g, bool mix_on, Scratch<acc_t>& sc,
                         int64_t begin, int64_t end) {
-  forward_units<W>(x, y, g, mix_on, sc, begin, end);
+  forward_units<W, false>(x, y, g, mix_on, sc, begin, end);
 }
 template <int W, typename scalar_t, typename acc_t>
 void backward_units_base(const scalar_t* gr, const scalar_t* x, scalar_t* dx, const Geometry& g, bool mix_on,
                          Scratch<acc_t>& sc, int64_t begin, int64_t end) {
-  backward_units<W>(gr, x, dx, g, mix_on, sc, begin, end);
+  backward_units<W, false>(gr, x, dx, g, mix_on, sc, begin, end);
 }
 #if TDS_HAVE_AVX2_CLONE
 template <int W, typename scalar_t, typename acc_t>
 TDS_TARGET_AVX2 void forward_units_avx2(const scalar_t* x, scalar_t* y, const Geometry& g, bool mix_on,
                                         Scratch<acc_t>& sc, int64_t begin, int64_t end) {
-  forward_units<W>(x, y, g, mix_on, sc, begin, end);
+  forward_units<W, true>(x, y, g, mix_on, sc, begin, end);
 }
 template <int W, typename scalar_t, typename acc_t>
 TDS_TARGET_AVX2 void backward_units_avx2(const scalar_t* gr, const scalar_t* x, scalar_t* dx, const Geometry& g,
                                          bool mix_on, Scratch<acc_t>& sc, int64_t begin, int64_t end) {
-  backward_units<W>(gr, x, dx, g, mix_on, sc, begin, end);
+  backward_units<W, true>(gr, x, dx, g, mix_on, sc, begin, end);
 }
 #endif
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from ... import _ext
+from ... import _autocast, _ext
+
+_AUTOCAST_LIBS: dict = {}  # keeps the Library objects (and so their registrations) alive
 
 
 def _acc(dtype: torch.dtype) -> torch.dtype:
@@ -113,3 +115,22 @@ triton_bn_mlp_backward.register_autograd(_no_double_backward, setup_context=_set
 
 def run_triton(x, bn_weight, bn_bias, running_mean, running_var, w1, b1, w2, b2, training, eps):
     return triton_bn_mlp_forward(x, bn_weight, bn_bias, running_mean, running_var, w1, b1, w2, b2, training, eps)
+
+
+# Autocast pass-through (see tds_kernels/_autocast.py): the ops run their GEMMs in the dtype of the
+# weights they are given (bn_mlp_modules casts them as autocast would), so autocast must not re-cast
+# the ATen matmuls inside the kernels. Registered here too so that it holds however this module is
+# imported; tds_kernels/__init__ skips ops that already have the kernel.
+for _ns in ("tds", "tds_triton"):
+    if _ns == "tds" and not _ext.has_extension():
+        continue
+    _ops = getattr(torch.ops, _ns)
+    for _name in ("bn_mlp_forward", "bn_mlp_backward"):
+        if not hasattr(_ops, _name):
+            continue
+        _op = getattr(_ops, _name).default
+        for _key in ("AutocastCPU", "AutocastCUDA"):
+            if not _op.has_kernel_for_dispatch_key(getattr(torch._C.DispatchKey, _key)):
+                _autocast_lib = _AUTOCAST_LIBS.setdefault(_ns, torch.library.Library(_ns, "IMPL"))
+                _autocast_lib.impl(_name, _autocast._passthrough(_op, getattr(torch._C.DispatchKey, _key)), _key,
+                                   with_keyset=True)
