@@ -73,14 +73,14 @@ def test_yaml_values_parse_like_a_user_means_them():
     ("optim.epochs=0", "optim.epochs must be positive"),
     ("optim.epochs=2.5", "expected an integer"),
     ("optim.lr=fast", "expected a number"),
-    ("data.batch_size=33", "multiple of data.repeated_aug"),
+    ("data.repeated_aug=2 data.batch_size=33", "multiple of data.repeated_aug"),  # demo.yaml has repeated_aug 1
     ("optim.warmup_epochs=50", "warmup_epochs"),
     ("model.side_dim=100", "side_dim"),
     ("nosuchsection.x=1", "unknown config key 'nosuchsection'"),
 ])
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises((ValueError, TypeError)) as exc:
-        load_config("demo", [override])
+        load_config("demo", override.split(" "))
     assert message in str(exc.value)
 
 

@@ -20,6 +20,10 @@ namespace td_adapter {
 namespace cuda {
 namespace {
 
+// The launchers of this namespace share names with the per-element functions (gate_forward, ...), so
+// the kernels call those through this alias.
+namespace math = ::tds::td_adapter;
+
 constexpr int kThreads = 256;
 
 inline unsigned blocks_for(int64_t work) {
@@ -58,7 +62,7 @@ struct alignas(sizeof(T) * V) Pack {
   T v[V];
 };
 
-// ---- column statistics: partial[chunk, c] = sum over the chunk's rows of col_term(...) -------------
+// ---- column statistics: partial[chunk, c] = sum over the chunk's rows of col_term(...) ----------------
 template <typename acc_t, int mode>
 __global__ void col_sum_kernel(const acc_t* __restrict__ x, const acc_t* __restrict__ y,
                                const acc_t* __restrict__ center, double* __restrict__ partial, int64_t M,
@@ -73,7 +77,7 @@ __global__ void col_sum_kernel(const acc_t* __restrict__ x, const acc_t* __restr
     for (int64_t r = r0 + threadIdx.y; r < r1; r += 8) {
       const double xv = double(x[r * C + c]);
       const double yv = mode == kCross ? double(y[r * C + c]) : 0.0;
-      acc += col_term(mode, xv, yv, cen);
+      acc += math::col_term(mode, xv, yv, cen);
     }
   }
   sh[threadIdx.y][threadIdx.x] = acc;
@@ -96,7 +100,8 @@ __global__ void maxdiff_forward_kernel(const acc_t* __restrict__ b, const acc_t*
   const int64_t stride = N * h, off = (bb * T * N + n) * h + c;
   const acc_t cen = center[c], sc = scale[c];
   for (int t = 0; t < T; ++t)
-    m[off + t * stride] = maxdiff_value(b + off, stride, t, window_lo(t, half), window_hi(t, half, T), cen, sc);
+    m[off + t * stride] =
+        math::maxdiff_value(b + off, stride, t, math::window_lo(t, half), math::window_hi(t, half, T), cen, sc);
 }
 
 template <typename acc_t>
@@ -111,7 +116,8 @@ __global__ void maxdiff_backward_kernel(const acc_t* __restrict__ b, const acc_t
   for (int t = 0; t < T; ++t) dv[off + t * stride] = dm[off + t * stride];
   // the window of frame t gives its gradient back through its first argmax (this thread owns the column)
   for (int t = 0; t < T; ++t) {
-    const int a = window_argmax(b + off, stride, window_lo(t, half), window_hi(t, half, T), cen, sc);
+    const int a =
+        math::window_argmax(b + off, stride, math::window_lo(t, half), math::window_hi(t, half, T), cen, sc);
     dv[off + a * stride] -= dm[off + t * stride];
   }
 }
@@ -129,7 +135,7 @@ __global__ void mix_rows_kernel(const acc_t* x, const acc_t* __restrict__ center
     for (int64_t c = lane; c < h; c += 32) s += xr[c];
   for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
   const acc_t mean = s / acc_t(h);
-  for (int64_t c = lane; c < h; c += 32) out[row * h + c] = mix_value(xr[c], mean, center[c], mix);
+  for (int64_t c = lane; c < h; c += 32) out[row * h + c] = math::mix_value(xr[c], mean, center[c], mix);
 }
 
 // ---- BN1 backward, elementwise on (M, h) -----------------------------------------------------------
@@ -141,7 +147,7 @@ __global__ void bn1_backward_kernel(const acc_t* dv, const acc_t* __restrict__ b
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
   const int64_t c = i % h;
-  db[i] = bn1_backward(dv[i], b[i], center[c], invstd[c], scale[c], k_mean[c], k_xhat[c]);
+  db[i] = math::bn1_backward(dv[i], b[i], center[c], invstd[c], scale[c], k_mean[c], k_xhat[c]);
 }
 
 // ---- the gate, d-wide: VEC elements per thread step with 16-byte loads of u / g / out -------------
@@ -156,10 +162,11 @@ __global__ void gate_forward_kernel(const scalar_t* __restrict__ u, const typena
       const Pack<acc_t, VEC> yp = *reinterpret_cast<const Pack<acc_t, VEC>*>(y + i);
       Pack<scalar_t, VEC> op;
 #pragma unroll
-      for (int j = 0; j < VEC; ++j) op.v[j] = store_cast<scalar_t>(gate_forward(to_acc(up.v[j]), yp.v[j], gated));
+      for (int j = 0; j < VEC; ++j)
+        op.v[j] = store_cast<scalar_t>(math::gate_forward(to_acc(up.v[j]), yp.v[j], gated));
       *reinterpret_cast<Pack<scalar_t, VEC>*>(out + i) = op;
     } else {
-      for (int64_t j = i; j < n; ++j) out[j] = store_cast<scalar_t>(gate_forward(to_acc(u[j]), y[j], gated));
+      for (int64_t j = i; j < n; ++j) out[j] = store_cast<scalar_t>(math::gate_forward(to_acc(u[j]), y[j], gated));
     }
   }
 }
@@ -177,13 +184,14 @@ __global__ void gate_backward_kernel(const scalar_t* __restrict__ g, const scala
       Pack<acc_t, VEC> yp = *reinterpret_cast<const Pack<acc_t, VEC>*>(y_dy + i);
       Pack<acc_t, VEC> dp;
 #pragma unroll
-      for (int j = 0; j < VEC; ++j) gate_backward(to_acc(gp.v[j]), to_acc(up.v[j]), yp.v[j], gated, &dp.v[j], &yp.v[j]);
+      for (int j = 0; j < VEC; ++j)
+        math::gate_backward(to_acc(gp.v[j]), to_acc(up.v[j]), yp.v[j], gated, &dp.v[j], &yp.v[j]);
       *reinterpret_cast<Pack<acc_t, VEC>*>(y_dy + i) = yp;
       *reinterpret_cast<Pack<acc_t, VEC>*>(du + i) = dp;
     } else {
       for (int64_t j = i; j < n; ++j) {
         acc_t a, d;
-        gate_backward(to_acc(g[j]), to_acc(u[j]), y_dy[j], gated, &a, &d);
+        math::gate_backward(to_acc(g[j]), to_acc(u[j]), y_dy[j], gated, &a, &d);
         du[j] = a;
         y_dy[j] = d;
       }
