@@ -38,7 +38,16 @@ def _make_demo_data(argv):
 
 
 def _summary(argv):
+    from .engine.config import available_configs, config_path
     from .model.summary import main
+
+    # `--config ssv2_b16` names a shipped config, as for train; tdsclip.model.summary wants a path
+    argv = list(argv)
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv) and argv[i + 1] in available_configs():
+            argv[i + 1] = config_path(argv[i + 1])
+        elif arg.startswith("--config=") and arg.split("=", 1)[1] in available_configs():
+            argv[i] = "--config=" + config_path(arg.split("=", 1)[1])
     return main(argv)
 
 
@@ -60,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: tdsclip {" + ",".join(COMMANDS) + "} [args]\n\n" + USAGE)
         return 0 if argv else 2
     if argv[0] in ("--version", "-V"):
-        from . import __version__
-        print(f"tdsclip {__version__}")
+        from importlib.metadata import version
+        print(f"tdsclip {version('tds')}")
         return 0
     cmd, rest = argv[0], argv[1:]
     if cmd not in COMMANDS:

@@ -111,20 +111,25 @@ def run_training(cfg, *, model=None, data=None, stop=None, fault_hook=None, log=
 
         data = build_train_source(cfg, info)
     out = cfg.runtime.output
-    if info.is_main:
-        os.makedirs(out, exist_ok=True)
-        with open(os.path.join(out, "config.yaml"), "w", encoding="utf-8") as f:
-            f.write(cfg.to_yaml())
-    stop = stop or StopRequest()
-    trainer = Trainer(cfg, model, data, info, log=log, stop=stop, fault_hook=fault_hook)
     resume = None
     if info.is_main:
         from .engine.checkpoint import resolve_resume
+        from .engine.rundir import archive_previous_run
 
+        os.makedirs(out, exist_ok=True)
         resume = resolve_resume(cfg.runtime.resume, out)
         if cfg.runtime.resume == "auto" and resume is None:
             log(f"train: --resume auto: no checkpoint in {out}, starting from scratch")
+        if resume is None:
+            archived = archive_previous_run(out)
+            if archived:
+                log(f"train: {out} held an earlier run: moved its files to {archived} "
+                    "(pass --resume auto to continue a run instead)")
+        with open(os.path.join(out, "config.yaml"), "w", encoding="utf-8") as f:
+            f.write(cfg.to_yaml())
     resume = distributed.broadcast_object(resume, info)
+    stop = stop or StopRequest()
+    trainer = Trainer(cfg, model, data, info, log=log, stop=stop, fault_hook=fault_hook)
     if resume:
         trainer.load(resume)
         log(f"train: resumed from {resume} at epoch {trainer.epoch + 1}, step {trainer.global_step}")
@@ -141,7 +146,7 @@ def run_training(cfg, *, model=None, data=None, stop=None, fault_hook=None, log=
 
 def build_model(cfg, log=print):
     """The TDS-CLIP model of ``cfg.model``; warns when fused ops were asked for but cannot run fused here."""
-    from . import build_model as _build
+    from .model import build_model as _build
 
     mcfg = cfg.model_config()
     if mcfg.fused_ops:
@@ -181,6 +186,11 @@ def train_and_report(cfg) -> int:
     except NonFiniteLossError as exc:
         print(f"train: error: {exc}", file=sys.stderr)
         return EXIT_NONFINITE
+    except (ValueError, FileNotFoundError) as exc:  # bad paths or settings: the message says what to fix
+        if os.environ.get("TDSCLIP_DEBUG"):
+            raise
+        print(f"train: error: {exc} (TDSCLIP_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 2
     try:
         if info.is_main:
             val = result.val or {}

@@ -1,4 +1,5 @@
 """Command-line parsing and the YAML training configs: shipped configs, overrides, flags, errors."""
+import argparse
 import os
 import subprocess
 import sys
@@ -10,8 +11,6 @@ from tdsclip import cli
 from tdsclip.engine.config import available_configs, from_dict, load_config
 from tdsclip.engine.overrides import apply_overrides, parse_value
 from tdsclip.train import add_train_arguments, overrides_from_args, resolve_config
-
-import argparse
 
 SHIPPED = ["demo", "k400_b16", "k400_l14", "ssv1_b16", "ssv1_l14", "ssv2_b16", "ssv2_l14"]
 
@@ -160,3 +159,11 @@ def test_eval_of_a_missing_checkpoint_is_a_clear_error(capsys):
 def test_overrides_from_args_lists_flags_last():
     args = add_train_arguments(argparse.ArgumentParser()).parse_intermixed_args(["a.b=1", "--lr", "0.5", "--no-progress"])
     assert overrides_from_args(args) == ["a.b=1", "optim.lr=0.5", "runtime.progress=false"]
+
+
+def test_summary_and_make_demo_data_are_wired(capsys):
+    assert cli.main(["summary", "--config", "demo", "--no-memory", "--no-flops"]) == 0
+    assert "TDS-CLIP tiny" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["make-demo-data", "--help"])
+    assert exc.value.code == 0 and "--num-train" in capsys.readouterr().out

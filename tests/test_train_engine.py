@@ -283,3 +283,25 @@ def test_loader_death_after_a_stop_request_still_checkpoints(tmp_path, signalled
     result = trainer.fit()
     assert result.status == "stopped" and result.global_step == 5 and result.signal == 15
     assert ckpt.load_checkpoint(result.checkpoint)["step_in_epoch"] == 5
+
+
+def test_fresh_run_in_a_used_directory_archives_the_earlier_run(tmp_path):
+    from tdsclip.train import run_training
+
+    out = tmp_path / "reuse"
+
+    def once(**runtime):
+        cfg = make_cfg(out, runtime={"max_steps": 3, "plots": False, **runtime})
+        x, y = toy_data()
+        data = TensorDataSource((x[:48], y[:48]), None, 4, seed=3)
+        return run_training(cfg, model=ToyVideoNet(), data=data, log=lambda *a: None)[0]
+
+    first = once()
+    again = once()  # no --resume: the first run's files move to previous-*/
+    archived = [p for p in out.iterdir() if p.name.startswith("previous-")]
+    assert len(archived) == 1 and (archived[0] / os.path.basename(first.checkpoint)).exists()
+    assert (archived[0] / "metrics.jsonl").exists()
+    assert [r["step"] for r in read_jsonl(str(out / "metrics.jsonl")) if r["kind"] == "train"] == [1, 2, 3]
+    assert ckpt.find_latest(str(out)) == again.checkpoint
+    resumed = once(resume="auto", max_steps=5)  # --resume auto continues in place, archives nothing
+    assert resumed.global_step == 5 and len([p for p in out.iterdir() if p.name.startswith("previous-")]) == 1

@@ -4,7 +4,6 @@ exits with 143; resuming from that checkpoint reaches bit-for-bit the weights of
 The child is this file run as a script (``python test_train_signal.py OUT``): a toy model on an
 in-memory data source slowed down to ~0.1 s per batch, so the parent can signal it mid-epoch.
 """
-import json
 import os
 import signal
 import subprocess

@@ -38,7 +38,7 @@ def plot_training(metrics_path: str, out_dir: str) -> list[str]:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for kind, key, label in (("train", "loss", "train loss (per step)"), ("epoch", "train_loss", "train loss (epoch)"),
-                             ("val", "loss", "val loss")):
+                             ("val", "loss", "val loss (no label smoothing)")):
         xs, ys = _series(records, kind, key)
         if xs:
             ax.plot(xs, ys, label=label, marker="o" if kind != "train" else None, alpha=0.6 if kind == "train" else 1)

@@ -11,7 +11,6 @@ remaining batches of the interrupted epoch and reaches the same weights.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
 from dataclasses import dataclass
