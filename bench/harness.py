@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 
 import tds_kernels
+import tds_kernels.ops.bn_mlp  # noqa: F401  (registers the extra op's backends with the dispatcher)
 from tds_kernels import _dispatch, _ext
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

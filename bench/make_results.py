@@ -93,7 +93,12 @@ def ratio(x: float) -> str:
 
 
 def mib(n: float) -> str:
-    return f"{n / 2**20:,.1f}"
+    v = n / 2**20
+    return f"{v:,.1f}" if v >= 10 else f"{v:.3g}"
+
+
+def num(v: float) -> str:
+    return f"{v:.3g}" if v < 100 else f"{v:.0f}"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -215,11 +220,11 @@ def op_section(run: Run, op: str) -> list[str]:
                 continue
             t = seconds(b)
             gbs = b["extra_info"]["bytes"] / t / 1e9
-            row.append(f"{gbs:.1f}")
+            row.append(num(gbs))
             if gpu:
                 row.append(f"{gbs / run.copy_gbs:.0%}")
             if has_flops:
-                row.append(f"{b['extra_info'].get('flops', 0) / t / 1e12:.2f}")
+                row.append(num(b['extra_info'].get('flops', 0) / t / 1e12))
             row += [ratio(seconds(impls[bl]) / t) if bl in impls else "–" for bl in baselines]
         lines.append("| " + " | ".join(row) + " |")
     return lines + [""]
@@ -242,8 +247,8 @@ def memory_section(run: Run) -> list[str]:
             for impl, e in impls.items():
                 if impl == "eager":
                     continue
-                r = e["saved_bytes"] / eager if eager else float("nan")
-                lines.append(f"| {op} ({impl}) | {mib(eager or 0)} | {mib(e['saved_bytes'])} | {r:.3f} |")
+                r = f"{e['saved_bytes'] / eager:.3f}" if eager else "–"
+                lines.append(f"| {op} ({impl}) | {mib(eager or 0)} | {mib(e['saved_bytes'])} | {r} |")
         lines.append("")
     mem = memory_variants(run)
     if mem:

@@ -6,4 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${CUDA_HOME:-}" ] && [ -d /usr/local/cuda ]; then export CUDA_HOME=/usr/local/cuda; fi
 export MAX_JOBS="${MAX_JOBS:-2}"
-exec flock /tmp/tds_build.lock python setup.py -q build_ext --inplace
+PY="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}"
+exec flock /tmp/tds_build.lock "$PY" setup.py -q build_ext --inplace

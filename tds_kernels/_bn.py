@@ -14,7 +14,8 @@ def update_running_stats(bn: nn.modules.batchnorm._BatchNorm, mean: torch.Tensor
         return
     bn.num_batches_tracked.add_(1)
     factor = (1.0 / float(bn.num_batches_tracked)) if bn.momentum is None else bn.momentum
-    unbiased = var.float() * (count / max(count - 1, 1))
+    # at least float32 (half-precision statistics would lose the update), float64 kept as float64
+    unbiased = var.to(torch.promote_types(var.dtype, torch.float32)) * (count / max(count - 1, 1))
     bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), factor)
     bn.running_var.lerp_(unbiased.to(bn.running_var.dtype), factor)
 

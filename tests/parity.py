@@ -4,8 +4,14 @@
 
 where ref64 is the reference run in float64 and plain is the reference run in the test dtype.
 So a fused kernel may be as inexact as plain PyTorch in that dtype, but not much worse.
+
+With TDS_PARITY_LOG=<file> every check appends one JSON line (test, name, dtype, fused and plain
+errors, max|ref|); scripts/parity_summary.py turns that into the per-op, per-backend error table.
 """
 from __future__ import annotations
+
+import json
+import os
 
 import torch
 
@@ -29,6 +35,12 @@ def assert_parity(fused: torch.Tensor, plain: torch.Tensor, ref64: torch.Tensor,
     atol = ATOL.get(dtype, 1e-5) if atol is None else atol
     ef, ep = max_err(fused, ref64), max_err(plain, ref64)
     scale = ref64.detach().abs().max().item() if ref64.numel() else 0.0
+    log = os.environ.get("TDS_PARITY_LOG")
+    if log:
+        with open(log, "a") as f:
+            f.write(json.dumps({"test": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0], "name": name,
+                                "dtype": str(dtype).replace("torch.", ""), "fused": ef, "plain": ep,
+                                "scale": scale}) + "\n")
     assert ef == ef, f"{name}: fused result contains NaN (unwritten output or bad math)"
     assert ef <= factor * ep + atol * max(1.0, scale), (
         f"{name}: fused error {ef:.3e} > {factor} x plain {dtype} error {ep:.3e} + atol {atol:.1e}"

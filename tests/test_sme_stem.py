@@ -12,7 +12,6 @@ import copy
 import pytest
 import torch
 
-import tds_kernels
 from tds_kernels import _dispatch, _ext
 from tds_kernels.ops.sme_stem import SMEStem, sme_stem
 from tds_kernels.ops.sme_stem.functional_reference import sme_stem_functional_reference
@@ -80,7 +79,9 @@ def check_module_parity(backend, base, frames, dtype, train=True, steps=1, devic
     ref.backend = "reference"
     if frames64 is None:
         frames64 = frames if frames.dtype == torch.uint8 else frames.to(torch.float64)
-    res_f, res_p, res_r = run(fused, frames, steps=steps), run(plain, frames, steps=steps), run(ref, frames64, steps=steps)
+    res_f = run(fused, frames, steps=steps)
+    res_p = run(plain, frames, steps=steps)
+    res_r = run(ref, frames64, steps=steps)
     errs = {"tokens": assert_parity(res_f[0], res_p[0], res_r[0], f"{backend} tokens", dtype=dtype)}
     for n in PARAMS:
         errs[n] = assert_parity(res_f[1][n], res_p[1][n], res_r[1][n], f"{backend} grad {n}", dtype=dtype)

@@ -20,8 +20,8 @@ struct Call {
   Geom g;
   at::ScalarType acc;  // accumulation / GEMM dtype: float64 when the output is float64, else float32
   at::ScalarType out;  // dtype of the tokens (what the reference produces: the conv's dtype)
-  double a[kColours];  // x = a_c * f + b_c
-  double b[kColours];
+  double a[kColours];  // x = a_c * f + b_c = a_c * rgb_value(f) + b_c, with
+  double b[kColours];  // b_c = rgb_bias_image(mean_c, std_c): the RGB bias map's constant image
   bool training;
   double alpha, eps;
 };
@@ -121,7 +121,7 @@ inline Call check_inputs(const char* op, const at::Tensor& frames, const at::Ten
   c.acc = c.out == at::kDouble ? at::kDouble : at::kFloat;
   for (int k = 0; k < kColours; ++k) {
     c.a[k] = norm_scale(pixel_std[k]);
-    c.b[k] = norm_shift(pixel_mean[k], pixel_std[k]);
+    c.b[k] = rgb_bias_image(pixel_mean[k], pixel_std[k]);
   }
   c.training = training;
   c.alpha = alpha;

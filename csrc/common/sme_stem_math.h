@@ -6,11 +6,11 @@
 //   * frames f (B, T, 5, 3, H, W) in [0, 255]; CLIP normalisation x = a_c f + b_c with
 //     a_c = 1 / (255 std_c), b_c = -mean_c / std_c.
 //   * patch rows r = (b, t, i, j) over the T input frames, columns (channel, ky, kx):
-//       RGB:    the raw centre-frame pixel f_2[c]                          (3 P^2 columns)
+//       RGB:    the centre-frame pixel f_2[c] - 128                         (3 P^2 columns)
 //       motion: the raw difference f_{k+1}[c] - f_k[c], channel 3k + c       (12 P^2 columns)
 //     with 0 where the conv's zero padding cuts the patch. Raw (un-normalised) values: a_c is folded
-//     into the weights, the mean cancels in the differences, and the RGB mean term b_c becomes a
-//     small bias map (T_out, h, w, d) that is non-constant only where padding cuts the kernel.
+//     into the weights, the mean cancels in the differences, and the RGB constant term b_c + 128 a_c
+//     becomes a small bias map (T_out, h, w, d) that is non-constant only where padding cuts the kernel.
 //   * one GEMM per branch against the folded weights of all three temporal taps, (K, 3d); the taps
 //     are combined with the t-1/t/t+1 shift: Z[t_out] = sum_kt Y_kt[t_out - pt + kt].
 //   * BatchNorm of each branch and the fusion s = BN_rgb(Z_rgb) + alpha BN_mot(Z_mot) are one
@@ -134,15 +134,23 @@ TDS_HD inline void motion_channel(int64_t ch, int64_t& k, int64_t& c) {
   c = ch % kColours;
 }
 
-// Patch values: raw pixels (normalisation lives in the folded weights and the bias map).
+// Patch values (normalisation lives in the folded weights and the bias map). RGB pixels are centred
+// on 128 (exact for uint8): x = a f + b = a (f - 128) + (b + 128 a), so the GEMM sums terms of both
+// signs and the bias map's constant image b + 128 a is small -- with raw pixels the GEMM term and a
+// large negative bias map would cancel and cost fp32 precision.
+constexpr double kPixelCentre = 128.0;
 template <typename acc_t>
-TDS_HD inline acc_t rgb_value(acc_t f) { return f; }
+TDS_HD inline acc_t rgb_value(acc_t f) { return f - static_cast<acc_t>(kPixelCentre); }
 template <typename acc_t>
 TDS_HD inline acc_t motion_value(acc_t f_next, acc_t f_prev) { return f_next - f_prev; }
 
-// CLIP normalisation x = a f + b for pixel values f in [0, 255].
+// CLIP normalisation x = a f + b for pixel values f in [0, 255]; the constant image of the RGB bias
+// map is b + a * kPixelCentre (see rgb_value).
 TDS_HD inline double norm_scale(double std_c) { return 1.0 / (255.0 * std_c); }
 TDS_HD inline double norm_shift(double mean_c, double std_c) { return -mean_c / std_c; }
+TDS_HD inline double rgb_bias_image(double mean_c, double std_c) {
+  return norm_shift(mean_c, std_c) + norm_scale(std_c) * kPixelCentre;
+}
 
 // ---- BatchNorm + fusion, per channel ---------------------------------------------------------
 // Everything is written around a per-channel shift (the batch mean of Z in training, running mean -

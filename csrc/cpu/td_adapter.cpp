@@ -111,7 +111,8 @@ struct Narrow {
   at::Tensor bias;     // (d,) acc: BN2 shift after folding
 };
 
-// stats1/stats2: the BN statistics to normalise with (undefined: compute the batch statistics).
+// batch_stats1/2: compute BN1's / BN2's batch statistics here (forward in training); otherwise normalise
+// with the given ones (eval: the running statistics; backward: the statistics forward returned).
 Narrow recompute(const Kernels& k, const at::Tensor& u, const at::Tensor& w_down, const at::Tensor& w_up,
                  const at::Tensor& gamma1, const at::Tensor& gamma2, const at::Tensor& beta2,
                  const at::Tensor& mean1_in, const at::Tensor& var1_in, const at::Tensor& mean2_in,
@@ -257,8 +258,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     grad_u = new_output(u.sizes(), u.options().memory_format(at::MemoryFormat::Contiguous));
     grad_u.copy_(du.view(u.sizes()));
   }
-  return {grad_u, dWd.to(w_down.scalar_type()), dWu.to(w_up.scalar_type()), dgamma1.to(gamma1.scalar_type()),
-          dbeta1.to(beta1.scalar_type()), dgamma2.to(gamma2.scalar_type()), Sdy.to(beta2.scalar_type())};
+  // contiguous in the parameters' dtypes (dW_up comes out of the algebra transposed)
+  auto as = [](const at::Tensor& g, const at::Tensor& like) { return g.to(like.scalar_type()).contiguous(); };
+  return {grad_u, as(dWd, w_down), as(dWu, w_up), as(dgamma1, gamma1), as(dbeta1, beta1), as(dgamma2, gamma2),
+          as(Sdy, beta2)};
 }
 
 // ========================================== CPU kernels ==========================================

@@ -89,14 +89,15 @@ TDS_INLINE acc_t row_sum(const acc_t* p, int64_t n) {
   return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
-// y = mix(m, mean_C(m)) for each of the nt tokens of a run, in place.
+// out = mix(m, mean_C(m)) for each of the nt tokens of a run (out may be m itself).
 template <typename acc_t>
-TDS_INLINE void mix_tokens(acc_t* m, int64_t nt, int64_t C) {
+TDS_INLINE void mix_tokens(const acc_t* m, acc_t* out, int64_t nt, int64_t C) {
   const acc_t inv_c = acc_t(1) / acc_t(C);
   for (int64_t i = 0; i < nt; ++i) {
-    acc_t* r = m + i * C;
+    const acc_t* r = m + i * C;
+    acc_t* o = out + i * C;
     const acc_t mean = row_sum(r, C) * inv_c;
-    for (int64_t c = 0; c < C; ++c) r[c] = mix(r[c], mean);
+    for (int64_t c = 0; c < C; ++c) o[c] = mix(r[c], mean);
   }
 }
 
@@ -212,21 +213,23 @@ TDS_INLINE acc_t masked(acc_t v, bits_t<acc_t> m) {
 // scratch row). Recomputes the argmax with max_pool's rule, starting at slot i0 (the first real frame,
 // which keeps the max when every frame is -inf), and takes G[s] off the winner's dx.
 //
-// Fast path (W known, i0 == 0, i.e. no padding on the left): slot 0 is the initial best; the winner is
-// the last slot whose value beats the running best (max_diff::beats), else slot 0. Each slot's share
-// of G[s] comes from the update masks, in one pass per window; that pass also initialises the last
-// slot's dx row (first touched by this window) from g_last, its G row, which saves a separate
-// initialisation pass over dx. Otherwise (generic k, or the first frames of the clip) the multi-pass
-// path runs with the argmax index and max_diff::routed on rows initialised beforehand.
+// Fast path (W = 3, 5 or 7 known at compile time): slot 0 is the initial best; the winner is the last
+// slot whose value beats the running best (max_diff::beats), else slot i0 (which is slot 0 unless the
+// window starts before the clip: then slot i0 counts as updated and the -inf padding never does).
+// Each slot's share of G[s] comes from the update masks, in one pass per window; that pass also
+// initialises the last slot's dx row (first touched by this window) from g_last, its G row, which
+// saves a separate initialisation pass over dx. For any other k the multi-pass path runs with the
+// argmax index and max_diff::routed, on rows initialised beforehand.
 template <int W, typename acc_t>
 TDS_INLINE void route_window(const acc_t* const* xwin, acc_t* const* awin, int k, int i0, const acc_t* gs,
                              const acc_t* g_last, int64_t L, acc_t* best, int32_t* arg) {
   constexpr acc_t kNegInf = -std::numeric_limits<acc_t>::infinity();
   if constexpr (W > 1) {
-    if (i0 == 0) {
+    {
       const acc_t* xw[W];
       acc_t* aw[W];
-      for (int i = 0; i < W; ++i) xw[i] = xwin[i], aw[i] = awin[i];
+      bits_t<acc_t> force[W];  // slot i0 is the initial winner: counts as updated (i0 > 0 only)
+      for (int i = 0; i < W; ++i) xw[i] = xwin[i], aw[i] = awin[i], force[i] = mask_of<acc_t>(i0 > 0 && i == i0);
       TDS_IVDEP
       for (int64_t j = 0; j < L; ++j) {
         acc_t b = xw[0][j];
@@ -234,7 +237,7 @@ TDS_INLINE void route_window(const acc_t* const* xwin, acc_t* const* awin, int k
         for (int i = 1; i < W; ++i) {
           const acc_t v = xw[i][j];
           const bool u = beats(v, b);
-          upd[i] = mask_of<acc_t>(u);
+          upd[i] = mask_of<acc_t>(u) | force[i];
           b = u ? v : b;
         }
         const acc_t gv = gs[j];
@@ -312,7 +315,7 @@ TDS_INLINE void forward_units(const scalar_t* x, scalar_t* y, const Geometry& g,
       acc_t* m;
       if constexpr (same) m = y + off + t * g.stride; else m = sc.mbuf.data();
       max_diff_row<W>(sc.win.data(), g.k, sc.xrows[t], m, L);
-      if (mix_on) mix_tokens(m, nt, g.C);
+      if (mix_on) mix_tokens(m, m, nt, g.C);
       if constexpr (!same) convert<kAvx2>(m, y + off + t * g.stride, L);
     }
   }
@@ -335,15 +338,19 @@ TDS_INLINE void backward_units(const scalar_t* gr, const scalar_t* x, scalar_t* 
         sc.grows[t] = reinterpret_cast<const acc_t*>(gt);  // only reached when scalar_t == acc_t
       } else {
         acc_t* dst = sc.gbuf.data() + t * L;
-        convert<kAvx2>(gt, dst, L);
-        if (mix_on) mix_tokens(dst, nt, g.C);
+        if constexpr (same) {
+          mix_tokens(reinterpret_cast<const acc_t*>(gt), dst, nt, g.C);  // mix_on here
+        } else {
+          convert<kAvx2>(gt, dst, L);
+          if (mix_on) mix_tokens(dst, dst, nt, g.C);
+        }
         sc.grows[t] = dst;
       }
       if constexpr (same) sc.arows[t] = dx + off + t * g.stride;  // accumulate in the output row
       else sc.arows[t] = sc.abuf.data() + t * L;
-      // Rows the fused path of route_window does not initialise itself: those first touched by the
-      // windows with left padding (frames < 2*half), or all of them without the fused path.
-      if (t < (W > 1 ? 2 * g.half : g.T)) std::copy(sc.grows[t], sc.grows[t] + L, sc.arows[t]);
+      // Rows the fused path of route_window does not initialise itself: frames < half, which window 0
+      // touches first in a slot other than its last; all of them without the fused path.
+      if (t < (W > 1 ? g.half : g.T)) std::copy(sc.grows[t], sc.grows[t] + L, sc.arows[t]);
     }
     for (int64_t s = 0; s < g.T; ++s) {  // ascending s, as the CUDA kernel
       int i0 = -1;

@@ -60,7 +60,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--dim", type=int, default=320)
     ap.add_argument("--patch", type=int, default=16)
-    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=3, help="timed steps per variant per round")
+    ap.add_argument("--rounds", type=int, default=1, help="the variants run alternately this many times")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--variants", default="cpu,eager,compile")
     args = ap.parse_args()
@@ -69,6 +70,7 @@ def main() -> None:
     base = SMEStem(args.dim, args.patch).train()
     print(f"frames {tuple(frames.shape)} uint8, d={args.dim}, P={args.patch}, train mode, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    runs, results = {}, {}
     for name in args.variants.split(","):
         m = copy.deepcopy(base)
         m.backend = "cpu" if name == "cpu" else "reference"
@@ -78,10 +80,17 @@ def main() -> None:
             run(frames).float().square().mean().backward()
             print(f"  compile: first call (compilation) {time.perf_counter() - t0:.1f} s")
         fb, ob = saved_bytes(run, frames)
-        r = time_step(run, frames, args.iters, args.warmup)
-        print(f"  {name:8s} fwd+bwd wall median {r['wall_median']:.3f} s (min {r['wall_min']:.3f}), "
-              f"cpu {r['cpu_median']:.3f} s; saved for backward: frames {fb / 2**20:.1f} MiB + "
-              f"other {ob / 2**20:.1f} MiB", flush=True)
+        print(f"  {name:8s} saved for backward: frames {fb / 2**20:.1f} MiB + other {ob / 2**20:.1f} MiB "
+              "(parameters excluded)")
+        runs[name], results[name] = run, []
+    for _ in range(args.rounds):
+        for name, run in runs.items():
+            results[name].append(time_step(run, frames, args.iters, args.warmup))
+    for name, rs in results.items():
+        wall = statistics.median(r["wall_median"] for r in rs)
+        cpu = statistics.median(r["cpu_median"] for r in rs)
+        print(f"  {name:8s} fwd+bwd wall median {wall:.3f} s (min {min(r['wall_min'] for r in rs):.3f}), "
+              f"cpu median {cpu:.3f} s", flush=True)
 
 
 if __name__ == "__main__":

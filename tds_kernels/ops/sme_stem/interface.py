@@ -6,7 +6,8 @@ from typing import Optional, Sequence
 import torch
 
 from ... import _dispatch
-from . import op as _op  # noqa: F401  (registers fakes / autograd of tds::sme_stem_* and the Triton custom ops)
+# importing op registers the fakes / autograd of tds::sme_stem_* and the Triton custom ops
+from . import op as _op  # noqa: F401
 from .functional_reference import sme_stem_functional_reference
 from .geometry import check_inputs, fill_optional
 

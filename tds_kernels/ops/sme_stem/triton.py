@@ -233,9 +233,10 @@ def _blocks(d: int, device: torch.device):
 
 
 def _precision(acc: torch.dtype, device: torch.device) -> str:
+    """tl.dot input precision: TF32 only where torch's own fp32 matmuls may use it."""
     if acc == torch.float64 or device.type != "cuda":
         return "ieee"
-    return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
+    return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
 
 
 def _norm_consts(pixel_mean, pixel_std, acc, device):
@@ -266,8 +267,9 @@ def _conv(frames, w_rgb, w_mot, g, pixel_mean, pixel_std, acc, eval_coefs=None, 
         zr = zm = None
         target, coefs = out, eval_coefs
     _conv_kernel[grid](frames, wr, wm, zr if zr is not None else target, zm if zm is not None else target, target,
-                       coefs, M, d, g.T, g.H, g.W, g.T_out, g.h, g.w, *g.padding, *frames.stride(), nrm, P=g.P, EVAL=eval_coefs is not None, ACC=_TL[acc],
-                       PRECISION=_precision(acc, dev), BLOCK_M=BM, BLOCK_N=BN, BLOCK_K=BK)
+                       coefs, M, d, g.T, g.H, g.W, g.T_out, g.h, g.w, *g.padding, *frames.stride(), nrm, P=g.P,
+                       EVAL=eval_coefs is not None, ACC=_TL[acc], PRECISION=_precision(acc, dev), BLOCK_M=BM,
+                       BLOCK_N=BN, BLOCK_K=BK)
     return zr, zm
 
 

@@ -289,7 +289,7 @@ def _narrow_stats(u, wd, mean1, scale1, cfg, T, HALF, mix, passno, grid):
 class _Prep:
     """What forward and backward share: shapes, launch config, weights and the BN1 affine."""
 
-    def __init__(self, u, w_down, w_up, gamma1, mean1, var1, eps, kernel_size):
+    def __init__(self, u, w_down, w_up, mean1, var1, kernel_size):
         self.u = u.contiguous()
         self.B, self.T, self.N, self.D = u.shape
         self.H = w_down.shape[0]
@@ -326,7 +326,7 @@ class _Prep:
 
 def forward(u, w_down, w_up, gamma1, beta1, gamma2, beta2, running_mean1, running_var1, running_mean2,
             running_var2, training, eps, kernel_size, mix, gated):
-    p = _Prep(u, w_down, w_up, gamma1, running_mean1, running_var1, eps, kernel_size)
+    p = _Prep(u, w_down, w_up, running_mean1, running_var1, kernel_size)
     dev = u.device
     if training:
         mean1, m2 = _narrow_stats(p.u, p.wd, p.wd, p.wd, p.cfg, p.T, p.half, mix, 0, p.grid)
@@ -350,7 +350,7 @@ def forward(u, w_down, w_up, gamma1, beta1, gamma2, beta2, running_mean1, runnin
 
 def backward(grad_out, u, w_down, w_up, gamma1, beta1, gamma2, beta2, mean1, var1, mean2, var2, training, eps,
              kernel_size, mix, gated):
-    p = _Prep(u, w_down, w_up, gamma1, mean1, var1, eps, kernel_size)
+    p = _Prep(u, w_down, w_up, mean1, var1, kernel_size)
     p.bn1(gamma1, eps)
     p.bn2(gamma2, beta2, mean2, var2, eps, training)
     dev, M, H, D = u.device, p.M, p.H, p.D
