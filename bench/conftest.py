@@ -2,6 +2,7 @@
 
 * ``--quick``: CI-sized shapes and one round per benchmark (what tests/test_bench_quick.py runs), so
   the benchmarks cannot rot; the numbers are not meant to be read.
+* ``--full``: every shape of the issue on the CPU as well (B·T = 128, the heavy ops at every shape).
 * ``--bench-device``: where to run (default: cuda when a GPU is visible, else cpu).
 * ``--bench-dtype``: activation dtype of the op benchmarks (default: float32 on CPU, bfloat16 on GPU).
 
@@ -30,6 +31,9 @@ def pytest_addoption(parser):
     group = parser.getgroup("tds bench")
     group.addoption("--quick", action="store_true", default=False,
                     help="CI-sized shapes, one round each (checks that every benchmark runs)")
+    group.addoption("--full", action="store_true", default=False,
+                    help="every shape of issue #5 on the CPU too (about 30 min on 2 cores; the default set "
+                         "takes a few minutes; a GPU always runs the full set)")
     group.addoption("--bench-device", default=None, choices=("cpu", "cuda"),
                     help="device to benchmark on (default: cuda if available, else cpu)")
     group.addoption("--bench-dtype", default=None, choices=("float32", "bfloat16", "float16"),
@@ -41,7 +45,8 @@ def _settings(config) -> harness.Settings:
     if device == "cuda" and not torch.cuda.is_available():
         raise pytest.UsageError("--bench-device cuda: no CUDA device is visible")
     dtype = config.getoption("--bench-dtype") or ("bfloat16" if device == "cuda" else "float32")
-    return harness.Settings(device=device, dtype=getattr(torch, dtype), quick=config.getoption("--quick"))
+    return harness.Settings(device=device, dtype=getattr(torch, dtype), quick=config.getoption("--quick"),
+                             full=config.getoption("--full"))
 
 
 def pytest_configure(config):

@@ -34,6 +34,7 @@ class Settings:
     device: str = "cpu"
     dtype: torch.dtype = torch.float32
     quick: bool = False
+    full: bool = False  # every shape of issue #5 (on a 2-core CPU about 30 min; the default set a few)
 
     @property
     def cuda(self) -> bool:
@@ -93,15 +94,28 @@ class Shape:
                     patch=self.patch, image=self.image, label=self.label)
 
 
-def model_shapes(quick: bool) -> list[Shape]:
-    """Issue #5: ViT-B/16 (N = 196, d = 320) and ViT-L/14 (N = 256, d = 512), B·T ∈ {64, 128}, T ∈ {8, 16}."""
+def model_shapes(quick: bool, full: bool = True) -> list[Shape]:
+    """Issue #5: ViT-B/16 (N = 196, d = 320) and ViT-L/14 (N = 256, d = 512), B·T ∈ {64, 128}, T ∈ {8, 16}.
+    Not full: the B·T = 64 ones (B·T = 128 only doubles the work, which the GB/s column shows)."""
     if quick:
         return [Shape("quick", 2, 8, 4, 64, 16, 16)]
     shapes = []
     for model, grid, d, patch in (("B/16", 14, 320, 16), ("L/14", 16, 512, 14)):
-        for bt in (64, 128):
+        for bt in (64, 128) if full else (64,):
             for T in (8, 16):
                 shapes.append(Shape(model, bt // T, T, grid, d, 16, patch))
+    return shapes
+
+
+def settings_shapes(settings: Settings, heavy: bool = False) -> list[Shape]:
+    """The shapes an op runs at. On the CPU without --full: the B·T = 64 shapes, and for the heavy ops
+    (whose plain PyTorch forward + backward takes about a second per call there) only the first,
+    ViT-B/16 with B = 8 clips of T = 8, so that `pytest bench/ --benchmark-only` takes a few minutes.
+    A GPU runs the full set either way."""
+    full = settings.full or settings.cuda
+    shapes = model_shapes(settings.quick, full)
+    if heavy and not full and not settings.quick:
+        shapes = shapes[:1]
     return shapes
 
 
@@ -143,8 +157,10 @@ class OpBench:
     name: str = ""
     memory_bound: bool = False  # report the fraction of copy bandwidth on a GPU
 
+    heavy: bool = False  # seconds per plain-PyTorch call on the CPU (see settings_shapes)
+
     def shapes(self, settings: Settings) -> list[Shape]:
-        return model_shapes(settings.quick)
+        return settings_shapes(settings, self.heavy)
 
     def impls(self, settings: Settings) -> list[str]:
         return ["eager", "compile"] + fused_backends(self.name, settings.device)
@@ -268,13 +284,13 @@ class TDAdapterBench(OpBench):
 class SMEStemBench(OpBench):
     """The SME stems (RGB + motion Conv3d + BN + fusion) from uint8 frames (B, T, 5, 3, H, W)."""
     name = "sme_stem"
+    heavy = True
 
     def shapes(self, settings):
-        shapes = model_shapes(settings.quick)
+        shapes = settings_shapes(settings, heavy=True)
         if settings.quick or settings.cuda:
             return shapes
-        # On the CPU the plain Conv3d backward costs seconds per call at B·T = 128: keep the B·T = 64
-        # shapes so that the full set stays within a few minutes.
+        # On the CPU the plain Conv3d backward costs seconds per call at B·T = 128: B·T = 64 even with --full.
         return [s for s in shapes if s.B * s.T == 64]
 
     def build(self, shape, settings):
@@ -317,6 +333,7 @@ class SMEStemBench(OpBench):
 class BNMLPBench(OpBench):
     """The side block's MLP: BatchNorm(d) → Linear(d, 4d) → GELU → Linear(4d, d) on tokens (B, T, N, d)."""
     name = "bn_mlp"
+    heavy = True
 
     def build(self, shape, settings):
         d = shape.d
@@ -500,6 +517,7 @@ def environment_info(settings: Settings) -> dict:
         "bench_device": settings.device,
         "bench_dtype": str(settings.dtype).replace("torch.", ""),
         "quick": settings.quick,
+        "full": settings.full,
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),

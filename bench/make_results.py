@@ -191,7 +191,8 @@ def env_lines(run: Run) -> list[str]:
             ("activation dtype", e.get("bench_dtype")), ("python / torch / triton",
             f"{e.get('python')} / {e.get('torch')} / {e.get('triton')}"), ("tds_kernels._C", ext_s),
             ("commit", f"{e.get('git_commit')}{' + local changes' if e.get('git_dirty') else ''}"),
-            ("shape set", "quick (CI-sized)" if e.get("quick") else "full (issue #5)"),
+            ("shape set", "quick (CI-sized)" if e.get("quick") else
+             "full (issue #5, --full)" if e.get("full", True) else "default (B·T = 64; heavy ops at one shape)"),
             ("source", os.path.basename(run.path))]
     lines = ["| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows]

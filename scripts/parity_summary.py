@@ -30,7 +30,8 @@ def backend_of(rec: dict) -> str:
     for b in BACKENDS:
         if re.search(rf"(^|[_\[\-]){b}($|[_\]\-])", ident):
             return b
-    return "reference" if "reference" in rec["test"] else "?"
+    # no backend named: the test runs the default dispatch (the model tests: the C++ kernels here)
+    return "default"
 
 
 def main() -> None:
@@ -47,7 +48,7 @@ def main() -> None:
     for (op, backend, dtype), recs in sorted(groups.items()):
         worst = max(recs, key=lambda r: r["fused"])
         ratios = [r["fused"] / r["plain"] for r in recs if r["plain"] > 1e-6 * max(r["scale"], 1e-30)]
-        ratio = f"{max(ratios):.2f}" if ratios else "– (plain exact)"
+        ratio = f"{max(ratios):.2f}" if ratios else "– (plain ≈ exact)"
         print(f"| {op} | {backend} | {dtype} | {len(recs)} | {worst['fused']:.2e} | {worst['plain']:.2e} | {ratio} |")
 
 

@@ -18,10 +18,8 @@ from torch import nn
 import tds_kernels
 from tds_kernels import _dispatch
 
-try:  # tds_kernels' fused side-block MLP (BN → Linear → GELU → Linear, keeping only its input)
-    from tds_kernels.ops.bn_mlp import bn_mlp_modules
-except ImportError:  # a tds_kernels without it: the lean autograd functions of layers.py do the job
-    bn_mlp_modules = None
+# tds_kernels' fused side-block MLP (BN → Linear → GELU → Linear, keeping only its input for backward)
+from tds_kernels.ops.bn_mlp import bn_mlp_modules
 
 from .layers import (DropPath, TokenBatchNorm, checkpoint_side_block, lean_batchnorm_linear, lean_gelu_linear,
                      lean_layernorm_linear, pointwise, temporal_dwconv)
@@ -141,7 +139,7 @@ class SideBlock(nn.Module):
         also the hidden tensor), or the plain layers for the reference model."""
         if not self.lean:
             return self.mlp_fc2(F.gelu(self.mlp_fc1(self.mlp_norm(s))))
-        if bn_mlp_modules is not None and _dispatch.resolve("bn_mlp", None, s.device, warn=False) != "reference":
+        if _dispatch.resolve("bn_mlp", None, s.device, warn=False) != "reference":
             return bn_mlp_modules(s, self.mlp_norm, self.mlp_fc1, self.mlp_fc2)
         h = lean_batchnorm_linear(s, self.mlp_norm, self.mlp_fc1.weight, self.mlp_fc1.bias)
         return lean_gelu_linear(h, self.mlp_fc2)
