@@ -377,3 +377,47 @@ def backward(grad_out, frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, 
 
     return (grads_w[0], bias_grad(dbias_r, b_rgb), grads_w[1], bias_grad(dbias_m, b_mot),
             dg_r.to(gamma_rgb.dtype), db_r.to(beta_rgb.dtype), dg_m.to(gamma_mot.dtype), db_m.to(beta_mot.dtype))
+
+
+# ---- sm_90 compile check ----------------------------------------------------------------------------
+# tests/test_triton_compile.py compiles these for an H100 without a GPU (the interpreter never lowers a
+# kernel): the GPU block sizes at d = 320 (ViT-B/16, P = 16) and d = 512 (ViT-L/14, P = 14), uint8 frames,
+# TF32 dots, training (EVAL False) and eval (EVAL True), tokens in fp32 and bf16.
+def _compile_specs():
+    specs = []
+    ints = ("M", "D", "T", "H", "W", "T_out", "h", "w", "pt", "ph", "pw", "s_b", "s_t", "s_k", "s_c", "s_y", "s_x")
+    for d, P, out_dt in ((320, 16, "fp32"), (512, 14, "bf16")):
+        BM, BN, BK = 64, max(16, min(64, triton.next_power_of_2(d))), 32
+        conv_sig = {"f_ptr": "*u8", "wr_ptr": "*fp32", "wm_ptr": "*fp32", "zr_ptr": "*fp32", "zm_ptr": "*fp32",
+                    "out_ptr": f"*{out_dt}", "coef_ptr": "*fp32", **{n: "i32" for n in ints}, "nrm_ptr": "*fp32",
+                    **{k: "constexpr" for k in ("P", "EVAL", "ACC", "PRECISION", "BLOCK_M", "BLOCK_N", "BLOCK_K")}}
+        for ev in (False, True):
+            specs.append(dict(name=f"sme_stem_conv_d{d}_P{P}_eval{int(ev)}", kernel=_conv_kernel, signature=conv_sig,
+                              constexprs={"P": P, "EVAL": ev, "ACC": tl.float32, "PRECISION": "tf32",
+                                          "BLOCK_M": BM, "BLOCK_N": BN, "BLOCK_K": BK}))
+        for mode in (0, 1, 2):
+            specs.append(dict(name=f"sme_stem_column_sums_d{d}_mode{mode}", kernel=_column_sums_kernel,
+                              signature={"zr_ptr": "*fp32", "zm_ptr": "*fp32", "g_ptr": f"*{out_dt}", "c_ptr": "*fp32",
+                                         "part_ptr": "*fp32", "M": "i32", "D": "i32", "MODE": "constexpr",
+                                         "ACC": "constexpr", "BLOCK_M": "constexpr", "BLOCK_N": "constexpr"},
+                              constexprs={"MODE": mode, "ACC": tl.float32, "BLOCK_M": BM, "BLOCK_N": BN}))
+        specs.append(dict(name=f"sme_stem_normalise_d{d}_{out_dt}", kernel=_normalise_kernel,
+                          signature={"zr_ptr": "*fp32", "zm_ptr": "*fp32", "coef_ptr": "*fp32", "out_ptr": f"*{out_dt}",
+                                     "M": "i32", "D": "i32", "BLOCK_M": "constexpr", "BLOCK_N": "constexpr"},
+                          constexprs={"BLOCK_M": BM, "BLOCK_N": BN}))
+        specs.append(dict(name=f"sme_stem_bn_grad_d{d}_{out_dt}", kernel=_bn_grad_kernel,
+                          signature={"zr_ptr": "*fp32", "zm_ptr": "*fp32", "g_ptr": f"*{out_dt}", "k_ptr": "*fp32",
+                                     "M": "i32", "D": "i32", "BLOCK_M": "constexpr", "BLOCK_N": "constexpr"},
+                          constexprs={"BLOCK_M": BM, "BLOCK_N": BN}))
+        for C in (COLOURS, MOT_CHANNELS):
+            specs.append(dict(name=f"sme_stem_weight_grad_d{d}_P{P}_C{C}", kernel=_weight_grad_kernel,
+                              signature={"f_ptr": "*u8", "dz_ptr": "*fp32", "dw_ptr": "*fp32",
+                                         **{n: "i32" for n in ints}, "nrm_ptr": "*fp32",
+                                         **{k: "constexpr" for k in ("P", "C", "MOTION", "ACC", "PRECISION",
+                                                                     "BLOCK_M", "BLOCK_N", "BLOCK_K")}},
+                              constexprs={"P": P, "C": C, "MOTION": C == MOT_CHANNELS, "ACC": tl.float32,
+                                          "PRECISION": "tf32", "BLOCK_M": BM, "BLOCK_N": BN, "BLOCK_K": BK}))
+    return specs
+
+
+TRITON_COMPILE_SPECS = _compile_specs()

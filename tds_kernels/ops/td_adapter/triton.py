@@ -409,3 +409,40 @@ def backward(grad_out, u, w_down, w_up, gamma1, beta1, gamma2, beta2, mean1, var
                            BLOCK_M=BLOCK_M, HP=c["HP"], BD=c["BD"], GATED=gated, PHASE=1, LOWP=_lowp(u))
     return (du, dwd.to(w_down.dtype), dWu.to(w_up.dtype).contiguous(), dgamma1.to(gamma1.dtype),
             dbeta1.to(beta1.dtype), dgamma2.to(gamma2.dtype), Sdy.to(beta2.dtype))
+
+
+# ------------------------------------------------------------------------------------------ sm_90 compile check
+# tests/test_triton_compile.py compiles these for an H100 without a GPU (the interpreter never lowers a
+# kernel). Launch geometry of the ViT-B/16 adapter (d = 320, h = 20, T = 8 → TP 8, HP 32, 8 tokens x 8
+# frames per program, BD 64) and of a ViT-L/14 one (T = 16, h = 32) and an odd T = 3; every PASS / PHASE variant.
+def _compile_specs():
+    specs = []
+    for dt, T, H, lowp in (("fp32", 8, 20, False), ("bf16", 16, 32, True), ("fp16", 3, 20, True)):
+        cfg = _config(T, 196, 512, H)
+        geo = dict(T=T, TP=cfg["TP"], HALF=1, BLOCK_N=cfg["BLOCK_N"], R=cfg["R"], HP=cfg["HP"], BD=cfg["BD"])
+        for passno in (0, 1, 2):
+            ptrs = {n: "*fp32" for n in ("wd_ptr", "mean1_ptr", "scale1_ptr", "center2_ptr", "wp_ptr", "bias_ptr",
+                                         "cnt_ptr", "pmean_ptr", "pm2_ptr", "b_ptr", "y0_ptr")}
+            sig = {"u_ptr": f"*{dt}", **{k: v for k, v in ptrs.items() if k in ("wd_ptr", "mean1_ptr", "scale1_ptr",
+                   "center2_ptr", "wp_ptr", "bias_ptr")}, "out_ptr": f"*{dt}",
+                   **{k: ptrs[k] for k in ("cnt_ptr", "pmean_ptr", "pm2_ptr", "b_ptr", "y0_ptr")},
+                   "N": "i32", "D": "i32", "H": "i32", **{k: "constexpr" for k in
+                   ("T", "TP", "HALF", "BLOCK_N", "R", "HP", "BD", "MIX", "GATED", "PASS", "LOWP")}}
+            specs.append(dict(name=f"td_adapter_fwd_pass{passno}_{dt}_T{T}", kernel=_fwd_kernel, signature=sig,
+                              constexprs={**geo, "MIX": True, "GATED": True, "PASS": passno, "LOWP": lowp}))
+        for phase in (0, 1):
+            sig = {"g_ptr": f"*{dt}", "u_ptr": f"*{dt}", **{n: "*fp32" for n in ("y0c_ptr", "wp_ptr", "bias_ptr",
+                   "wd_ptr", "db_ptr")}, "du_ptr": f"*{dt}", **{n: "*fp32" for n in ("dywp_ptr", "gmat_ptr",
+                   "sdy_ptr", "dwd_ptr")}, "M": "i32", "D": "i32", "H": "i32",
+                   **{k: "constexpr" for k in ("BLOCK_M", "HP", "BD", "GATED", "PHASE", "LOWP")}}
+            specs.append(dict(name=f"td_adapter_bwd_wide_phase{phase}_{dt}", kernel=_bwd_wide_kernel, signature=sig,
+                              constexprs={"BLOCK_M": 64, "HP": cfg["HP"], "BD": cfg["BD"], "GATED": True,
+                                          "PHASE": phase, "LOWP": lowp}))
+        sig = {**{n: "*fp32" for n in ("b_ptr", "dy0_ptr", "mean1_ptr", "scale1_ptr", "dv_ptr")}, "N": "i32",
+               "H": "i32", **{k: "constexpr" for k in ("T", "TP", "HALF", "BLOCK_N", "R", "HP", "MIX")}}
+        specs.append(dict(name=f"td_adapter_bwd_narrow_T{T}_h{H}", kernel=_bwd_narrow_kernel, signature=sig,
+                          constexprs={k: geo[k] for k in ("T", "TP", "HALF", "BLOCK_N", "R", "HP")} | {"MIX": True}))
+    return specs
+
+
+TRITON_COMPILE_SPECS = _compile_specs()
