@@ -287,7 +287,7 @@ class SMEStemBench(OpBench):
     heavy = True
 
     def shapes(self, settings):
-        shapes = settings_shapes(settings, heavy=True)
+        shapes = super().shapes(settings)
         if settings.quick or settings.cuda:
             return shapes
         # On the CPU the plain Conv3d backward costs seconds per call at B·T = 128: B·T = 64 even with --full.

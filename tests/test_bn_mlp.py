@@ -15,25 +15,13 @@ import torch.nn.functional as F
 from torch import nn
 
 import tds_kernels.ops.bn_mlp.triton as bn_triton
-from tds_kernels import _ext
 from tds_kernels.ops.bn_mlp import bn_mlp, bn_mlp_modules, bn_mlp_reference
 from tds_kernels.ops.bn_mlp import op as bn_op
 
+from backends import op_backends
 from parity import assert_parity
 
-HAS_CPU = _ext.has_extension() and _ext.has_kernel("bn_mlp_forward", "cpu")
-HAS_CUDA = torch.cuda.is_available() and _ext.built_with_cuda() and _ext.has_kernel("bn_mlp_forward", "cuda")
-NEED_CPU = pytest.mark.skipif(not HAS_CPU, reason="tds_kernels._C is not built (pip install --no-build-isolation -e .)")
-NEED_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-
-BACKENDS = [
-    pytest.param("cpu", "cpu", marks=NEED_CPU, id="cpu"),
-    pytest.param("triton", "cpu", id="triton-interp"),
-    pytest.param("cuda", "cuda", marks=pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device / CUDA build"),
-                 id="cuda"),
-    pytest.param("triton", "cuda", marks=NEED_GPU, id="triton-cuda"),
-]
-FUSED = [pytest.param("cpu", marks=NEED_CPU), "triton"]
+HAS_CPU, HAS_CUDA, NEED_CPU, NEED_GPU, BACKENDS, FUSED = op_backends("bn_mlp_forward")
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
 # (leading dims of x, d, H, O, bias): T = 1 and 2, batch 1, odd sizes, O != d.

@@ -10,25 +10,13 @@ import pytest
 import torch
 
 import tds_kernels
-from tds_kernels import _ext
 from tds_kernels.ops.cls_token_shift import op as shift_op
 from tds_kernels.ops.cls_token_shift.reference import cls_token_shift_reference as reference
 
+from backends import op_backends
 from parity import assert_parity
 
-HAS_CPU = _ext.has_extension() and _ext.has_kernel("cls_token_shift", "cpu")
-HAS_CUDA = torch.cuda.is_available() and _ext.built_with_cuda() and _ext.has_kernel("cls_token_shift", "cuda")
-NEED_CPU = pytest.mark.skipif(not HAS_CPU, reason="tds_kernels._C is not built (pip install --no-build-isolation -e .)")
-NEED_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-
-BACKENDS = [
-    pytest.param("cpu", "cpu", marks=NEED_CPU, id="cpu"),
-    pytest.param("triton", "cpu", id="triton-interp"),
-    pytest.param("cuda", "cuda", marks=pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device / CUDA build"),
-                 id="cuda"),
-    pytest.param("triton", "cuda", marks=NEED_GPU, id="triton-cuda"),
-]
-FUSED = [pytest.param("cpu", marks=NEED_CPU), "triton"]
+HAS_CPU, HAS_CUDA, NEED_CPU, NEED_GPU, BACKENDS, FUSED = op_backends("cls_token_shift")
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
 # (B, T, C): T in {1, 2, 3, 8, 16}, even and odd C (odd C: the second half is one wider), C = 1
 # (no first half at all), vector-friendly and unfriendly widths, batch 1.

@@ -13,26 +13,14 @@ import torch
 import torch.nn.functional as F
 
 import tds_kernels
-from tds_kernels import _ext
 from tds_kernels.ops.temporal_max_diff import op as tmd_op
 from tds_kernels.ops.temporal_max_diff.reference import temporal_max_diff_reference as reference
 
+from backends import op_backends
 from parity import assert_parity
 
-HAS_CPU = _ext.has_extension() and _ext.has_kernel("temporal_max_diff", "cpu")
-HAS_CUDA = torch.cuda.is_available() and _ext.built_with_cuda() and _ext.has_kernel("temporal_max_diff", "cuda")
-NEED_CPU = pytest.mark.skipif(not HAS_CPU, reason="tds_kernels._C is not built (pip install --no-build-isolation -e .)")
-NEED_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-
 # (backend, device); the Triton interpreter is slow, so it gets its own, smaller shape list.
-BACKENDS = [
-    pytest.param("cpu", "cpu", marks=NEED_CPU, id="cpu"),
-    pytest.param("triton", "cpu", id="triton-interp"),
-    pytest.param("cuda", "cuda", marks=pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device / CUDA build"),
-                 id="cuda"),
-    pytest.param("triton", "cuda", marks=NEED_GPU, id="triton-cuda"),
-]
-FUSED = [pytest.param("cpu", marks=NEED_CPU), "triton"]
+HAS_CPU, HAS_CUDA, NEED_CPU, NEED_GPU, BACKENDS, FUSED = op_backends("temporal_max_diff")
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
 # (B, T, N, C, k, mix): every T in {1, 2, 3, 8, 16}, odd N, C in {20, 64, 320, 512}, k in {3, 5, 7}.

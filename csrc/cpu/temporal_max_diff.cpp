@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "common/alloc.h"
+#include "common/max_diff_host.h"
 #include "common/max_diff_math.h"
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -282,6 +283,17 @@ struct Geometry {
   int64_t units() const { return B * blocks; }
 };
 
+// Unit u: clip b = u / blocks, tokens n0 .. n0 + nt of it; a run of L = nt C values per frame, starting
+// at offset off of frame 0 (frame t at off + t stride).
+struct Unit {
+  int64_t nt, L, off;
+};
+TDS_INLINE Unit unit_of(const Geometry& g, int64_t u) {
+  const int64_t b = u / g.blocks, n0 = (u % g.blocks) * g.nt_max;
+  const int64_t nt = std::min(g.nt_max, g.N - n0);
+  return {nt, nt * g.C, b * g.T * g.stride + n0 * g.C};
+}
+
 // Per-thread scratch, allocated once per parallel chunk.
 template <typename acc_t>
 struct Scratch {
@@ -302,9 +314,7 @@ TDS_INLINE void forward_units(const scalar_t* x, scalar_t* y, const Geometry& g,
                               int64_t begin, int64_t end) {
   constexpr bool same = std::is_same_v<scalar_t, acc_t>;
   for (int64_t u = begin; u < end; ++u) {
-    const int64_t b = u / g.blocks, n0 = (u % g.blocks) * g.nt_max;
-    const int64_t nt = std::min(g.nt_max, g.N - n0), L = nt * g.C;
-    const int64_t off = b * g.T * g.stride + n0 * g.C;
+    const auto [nt, L, off] = unit_of(g, u);
     load_rows<kAvx2>(x + off, g.T, g.stride, L, sc.xbuf.data(), sc.xrows.data());
     for (int64_t t = 0; t < g.T; ++t) {
       for (int i = 0; i < g.k; ++i) {
@@ -326,9 +336,7 @@ TDS_INLINE void backward_units(const scalar_t* gr, const scalar_t* x, scalar_t* 
                                Scratch<acc_t>& sc, int64_t begin, int64_t end) {
   constexpr bool same = std::is_same_v<scalar_t, acc_t>;
   for (int64_t u = begin; u < end; ++u) {
-    const int64_t b = u / g.blocks, n0 = (u % g.blocks) * g.nt_max;
-    const int64_t nt = std::min(g.nt_max, g.N - n0), L = nt * g.C;
-    const int64_t off = b * g.T * g.stride + n0 * g.C;
+    const auto [nt, L, off] = unit_of(g, u);
     load_rows<kAvx2>(x + off, g.T, g.stride, L, sc.xbuf.data(), sc.xrows.data());
     // G[t] = dL/dm[t]: grad_out itself, or its mix transpose (the same map as the forward mix).
     // dx[t] starts at G[t] (the x[t] term of m); each window then takes its share off its argmax.
@@ -436,15 +444,6 @@ void with_window(int k, F&& body) {
   }
 }
 
-void check_args(const at::Tensor& x, int64_t kernel_size, const char* fn) {
-  TORCH_CHECK(x.dim() == 4, fn, ": x must be (B, T, N, C), got ", x.dim(), " dims");
-  TORCH_CHECK(kernel_size > 0 && kernel_size % 2 == 1, fn, ": kernel_size must be odd and positive, got ",
-              kernel_size);
-  TORCH_CHECK(x.size(1) < (int64_t(1) << 30), fn, ": too many frames");
-}
-
-// A window wider than the clip sees the whole clip: clamping keeps half small and in int range.
-int clamp_half(int64_t kernel_size, int64_t T) { return int(std::min<int64_t>(kernel_size / 2, T)); }
 
 at::Tensor temporal_max_diff_cpu(const at::Tensor& x_in, int64_t kernel_size, bool mix_on) {
   check_args(x_in, kernel_size, "tds::temporal_max_diff");
@@ -463,13 +462,7 @@ at::Tensor temporal_max_diff_cpu(const at::Tensor& x_in, int64_t kernel_size, bo
 at::Tensor temporal_max_diff_backward_cpu(const at::Tensor& grad_in, const at::Tensor& x_in, int64_t kernel_size,
                                           bool mix_on) {
   constexpr const char* fn = "tds::temporal_max_diff_backward";
-  check_args(x_in, kernel_size, fn);
-  TORCH_CHECK(grad_in.sizes() == x_in.sizes(), fn, ": grad_out shape ", grad_in.sizes(), " != x shape ",
-              x_in.sizes());
-  TORCH_CHECK(grad_in.scalar_type() == x_in.scalar_type(), fn, ": grad_out dtype ", grad_in.scalar_type(),
-              " != x dtype ", x_in.scalar_type());
-  TORCH_CHECK(grad_in.device() == x_in.device(), fn, ": grad_out is on ", grad_in.device(), ", x on ",
-              x_in.device());
+  check_backward_args(grad_in, x_in, kernel_size, fn);
   const at::Tensor x = x_in.contiguous(), g = grad_in.contiguous();
   at::Tensor dx = new_output(x.sizes(), x.options());
   if (x.numel() == 0) return dx;

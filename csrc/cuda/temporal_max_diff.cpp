@@ -9,10 +9,15 @@
 #include <algorithm>
 
 #include "common/alloc.h"
+#include "common/max_diff_host.h"
 #include "common/max_diff_math.h"
 
 namespace tds {
 namespace {
+
+using max_diff::check_args;
+using max_diff::check_backward_args;
+using max_diff::clamp_half;
 
 DType dtype_of(const at::Tensor& t, const char* fn) {
   switch (t.scalar_type()) {
@@ -24,15 +29,6 @@ DType dtype_of(const at::Tensor& t, const char* fn) {
   }
 }
 
-void check_args(const at::Tensor& x, int64_t kernel_size, const char* fn) {
-  TORCH_CHECK(x.dim() == 4, fn, ": x must be (B, T, N, C), got ", x.dim(), " dims");
-  TORCH_CHECK(kernel_size > 0 && kernel_size % 2 == 1, fn, ": kernel_size must be odd and positive, got ",
-              kernel_size);
-  TORCH_CHECK(x.size(1) < (int64_t(1) << 30), fn, ": too many frames");
-}
-
-// Windows wider than the clip see the whole clip: clamping keeps half small and in int range.
-int clamp_half(int64_t kernel_size, int64_t T) { return int(std::min<int64_t>(kernel_size / 2, T)); }
 
 at::Tensor temporal_max_diff_cuda(const at::Tensor& x_in, int64_t kernel_size, bool mix_on) {
   constexpr const char* fn = "tds::temporal_max_diff";
@@ -52,13 +48,7 @@ at::Tensor temporal_max_diff_cuda(const at::Tensor& x_in, int64_t kernel_size, b
 at::Tensor temporal_max_diff_backward_cuda(const at::Tensor& grad_in, const at::Tensor& x_in, int64_t kernel_size,
                                            bool mix_on) {
   constexpr const char* fn = "tds::temporal_max_diff_backward";
-  check_args(x_in, kernel_size, fn);
-  TORCH_CHECK(grad_in.sizes() == x_in.sizes(), fn, ": grad_out shape ", grad_in.sizes(), " != x shape ",
-              x_in.sizes());
-  TORCH_CHECK(grad_in.scalar_type() == x_in.scalar_type(), fn, ": grad_out dtype ", grad_in.scalar_type(),
-              " != x dtype ", x_in.scalar_type());
-  TORCH_CHECK(grad_in.device() == x_in.device(), fn, ": grad_out is on ", grad_in.device(), ", x on ",
-              x_in.device());
+  check_backward_args(grad_in, x_in, kernel_size, fn);
   const DType dt = dtype_of(x_in, fn);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous(), g = grad_in.contiguous();

@@ -420,22 +420,23 @@ def _compile_specs():
     for dt, T, H, lowp in (("fp32", 8, 20, False), ("bf16", 16, 32, True), ("fp16", 3, 20, True)):
         cfg = _config(T, 196, 512, H)
         geo = dict(T=T, TP=cfg["TP"], HALF=1, BLOCK_N=cfg["BLOCK_N"], R=cfg["R"], HP=cfg["HP"], BD=cfg["BD"])
+        fwd_sig = {n: f"*{dt}" if n in ("u_ptr", "out_ptr") else "*fp32" for n in
+                   ("u_ptr", "wd_ptr", "mean1_ptr", "scale1_ptr", "center2_ptr", "wp_ptr", "bias_ptr", "out_ptr",
+                    "cnt_ptr", "pmean_ptr", "pm2_ptr", "b_ptr", "y0_ptr")}
+        fwd_sig |= {"N": "i32", "D": "i32", "H": "i32"}
+        fwd_sig |= {k: "constexpr" for k in ("T", "TP", "HALF", "BLOCK_N", "R", "HP", "BD", "MIX", "GATED", "PASS",
+                                             "LOWP")}
         for passno in (0, 1, 2):
-            ptrs = {n: "*fp32" for n in ("wd_ptr", "mean1_ptr", "scale1_ptr", "center2_ptr", "wp_ptr", "bias_ptr",
-                                         "cnt_ptr", "pmean_ptr", "pm2_ptr", "b_ptr", "y0_ptr")}
-            sig = {"u_ptr": f"*{dt}", **{k: v for k, v in ptrs.items() if k in ("wd_ptr", "mean1_ptr", "scale1_ptr",
-                   "center2_ptr", "wp_ptr", "bias_ptr")}, "out_ptr": f"*{dt}",
-                   **{k: ptrs[k] for k in ("cnt_ptr", "pmean_ptr", "pm2_ptr", "b_ptr", "y0_ptr")},
-                   "N": "i32", "D": "i32", "H": "i32", **{k: "constexpr" for k in
-                   ("T", "TP", "HALF", "BLOCK_N", "R", "HP", "BD", "MIX", "GATED", "PASS", "LOWP")}}
-            specs.append(dict(name=f"td_adapter_fwd_pass{passno}_{dt}_T{T}", kernel=_fwd_kernel, signature=sig,
+            specs.append(dict(name=f"td_adapter_fwd_pass{passno}_{dt}_T{T}", kernel=_fwd_kernel, signature=fwd_sig,
                               constexprs={**geo, "MIX": True, "GATED": True, "PASS": passno, "LOWP": lowp}))
+        wide_sig = {n: f"*{dt}" if n in ("g_ptr", "u_ptr", "du_ptr") else "*fp32" for n in
+                    ("g_ptr", "u_ptr", "y0c_ptr", "wp_ptr", "bias_ptr", "wd_ptr", "db_ptr", "du_ptr", "dywp_ptr",
+                     "gmat_ptr", "sdy_ptr", "dwd_ptr")}
+        wide_sig |= {"M": "i32", "D": "i32", "H": "i32"}
+        wide_sig |= {k: "constexpr" for k in ("BLOCK_M", "HP", "BD", "GATED", "PHASE", "LOWP")}
         for phase in (0, 1):
-            sig = {"g_ptr": f"*{dt}", "u_ptr": f"*{dt}", **{n: "*fp32" for n in ("y0c_ptr", "wp_ptr", "bias_ptr",
-                   "wd_ptr", "db_ptr")}, "du_ptr": f"*{dt}", **{n: "*fp32" for n in ("dywp_ptr", "gmat_ptr",
-                   "sdy_ptr", "dwd_ptr")}, "M": "i32", "D": "i32", "H": "i32",
-                   **{k: "constexpr" for k in ("BLOCK_M", "HP", "BD", "GATED", "PHASE", "LOWP")}}
-            specs.append(dict(name=f"td_adapter_bwd_wide_phase{phase}_{dt}", kernel=_bwd_wide_kernel, signature=sig,
+            specs.append(dict(name=f"td_adapter_bwd_wide_phase{phase}_{dt}", kernel=_bwd_wide_kernel,
+                              signature=wide_sig,
                               constexprs={"BLOCK_M": 64, "HP": cfg["HP"], "BD": cfg["BD"], "GATED": True,
                                           "PHASE": phase, "LOWP": lowp}))
         sig = {**{n: "*fp32" for n in ("b_ptr", "dy0_ptr", "mean1_ptr", "scale1_ptr", "dv_ptr")}, "N": "i32",
