@@ -242,9 +242,29 @@ def _module(key, make):
     return _MODULES[key]
 
 
-class TDAdapterBench(OpBench):
+class ModuleOpBench(OpBench):
+    """An op run through its nn.Module (state.inputs: the module's input under `input_name`, and "mod"):
+    eager and compiled runs call the module's reference function, fused ones the module on a backend."""
+    input_name = ""
+
+    @staticmethod
+    def _reference(x, mod):
+        raise NotImplementedError
+
+    def call(self, state, impl):
+        x, mod = state.inputs[self.input_name], state.inputs["mod"]
+        if impl == "eager":
+            return self._reference(x, mod)
+        if impl == "compile":
+            return compiled(self.name, self._reference)(x, mod)
+        mod.backend = impl
+        return mod(x)
+
+
+class TDAdapterBench(ModuleOpBench):
     """The TD-Adapter (gated, k = 3, r = 16) in training mode on u (B, T, N, d)."""
     name = "td_adapter"
+    input_name = "u"
     memory_bound = True
 
     def build(self, shape, settings):
@@ -262,15 +282,6 @@ class TDAdapterBench(OpBench):
         return td_adapter_reference(u, mod.down, mod.bn1, mod.up, mod.bn2, mod.kernel_size, mix=mod.mix,
                                     gated=mod.gated)
 
-    def call(self, state, impl):
-        u, mod = state.inputs["u"], state.inputs["mod"]
-        if impl == "eager":
-            return self._reference(u, mod)
-        if impl == "compile":
-            return compiled(self.name, self._reference)(u, mod)
-        mod.backend = impl
-        return mod(u)
-
     def bytes(self, shape, settings, phase):
         n = shape.B * shape.T * shape.N * shape.d * _es(settings)
         return int(_phase_sum(2 * n, 3 * n, phase))  # fwd: u, out; bwd: dout, u, du
@@ -281,9 +292,10 @@ class TDAdapterBench(OpBench):
         return _phase_sum(fwd, 2 * fwd, phase)
 
 
-class SMEStemBench(OpBench):
+class SMEStemBench(ModuleOpBench):
     """The SME stems (RGB + motion Conv3d + BN + fusion) from uint8 frames (B, T, 5, 3, H, W)."""
     name = "sme_stem"
+    input_name = "frames"
     heavy = True
 
     def shapes(self, settings):
@@ -309,15 +321,6 @@ class SMEStemBench(OpBench):
 
         return sme_stem_reference(frames, mod.conv_rgb, mod.bn_rgb, mod.conv_mot, mod.bn_mot, mod.alpha, mod.mean,
                                   mod.std)
-
-    def call(self, state, impl):
-        frames, mod = state.inputs["frames"], state.inputs["mod"]
-        if impl == "eager":
-            return self._reference(frames, mod)
-        if impl == "compile":
-            return compiled(self.name, self._reference)(frames, mod)
-        mod.backend = impl
-        return mod(frames)
 
     def bytes(self, shape, settings, phase):
         frames = shape.B * shape.T * 5 * 3 * shape.image * shape.image  # uint8
