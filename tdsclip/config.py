@@ -36,6 +36,7 @@ BACKBONE_DTYPES = ("float32", "float16", "bfloat16")
 
 @dataclass
 class TDSCLIPConfig:
+    arch: str = "tdsclip"                   # model family (tdsclip.archs); always "tdsclip" for this class
     # -- frozen spatial encoder (SPEC §2)
     backbone: str = "ViT-B-16"              # open_clip model name (ViT-B-16, ViT-L-14, ...) or "tiny"
     pretrained: Optional[str] = None        # None (random), an open_clip tag ("openai"), or a checkpoint path
@@ -144,6 +145,8 @@ class TDSCLIPConfig:
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
+        if self.arch != "tdsclip":
+            raise ValueError(f"arch: TDSCLIPConfig is the config of arch 'tdsclip', got {self.arch!r}")
         _check_type(self.backbone, str, "backbone")
         patch, _native = backbone_geometry(self.backbone)  # raises on an unknown backbone
         if self.pretrained is not None:

@@ -96,7 +96,7 @@ def checkpoint_config(state: dict, overrides: list[str]):
 
 def load_model_from_checkpoint(path: str, overrides: list[str], device, state: dict | None = None):
     """(model with the checkpoint's weights, TrainConfig, checkpoint dict)."""
-    from .model import build_model
+    from .archs import build_model
     from .engine.checkpoint import load_checkpoint
     from .engine.state import load_model_state
 

@@ -110,6 +110,8 @@ def run_training(cfg, *, model=None, data=None, stop=None, fault_hook=None, log=
         from .engine.video_source import build_train_source
 
         data = build_train_source(cfg, info)
+    if hasattr(model, "set_class_names"):  # text-conditioned heads (tdsclip.archs model contract)
+        model.set_class_names(list(data.class_names))
     out = cfg.runtime.output
     resume = None
     if info.is_main:
@@ -146,7 +148,7 @@ def run_training(cfg, *, model=None, data=None, stop=None, fault_hook=None, log=
 
 def build_model(cfg, log=print):
     """The TDS-CLIP model of ``cfg.model``; warns when fused ops were asked for but cannot run fused here."""
-    from .model import build_model as _build
+    from .archs import build_model as _build
 
     mcfg = cfg.model_config()
     if mcfg.fused_ops:

@@ -91,9 +91,10 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def model_config(self):
-        from tdsclip.config import TDSCLIPConfig
+        """The model config object of ``model.arch`` (``tdsclip.archs``)."""
+        from tdsclip.archs import model_config_from_dict
 
-        return TDSCLIPConfig.from_dict(self.model)
+        return model_config_from_dict(self.model)
 
     def to_dict(self) -> dict:
         """Plain nested dict (what checkpoints store and ``config.yaml`` holds)."""

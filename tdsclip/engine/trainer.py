@@ -132,6 +132,8 @@ class Trainer:
         self.schedule = WarmupCosineSchedule(self.optimizer, total, warmup, cfg.optim.min_lr_ratio)
         self.scaler = make_scaler(cfg.runtime.amp, self.device)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
+        # architectures with their own objective (contrastive, multi-head) compute it from the forward's output
+        self.custom_loss = callable(getattr(model, "compute_loss", None))
         if info.enabled:
             self.ddp = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         else:
@@ -248,8 +250,14 @@ class Trainer:
                     with sync:
                         if not group_bad:
                             with autocast(cfg.runtime.amp, self.device):
-                                logits = self.ddp(clips)
-                            loss = self.criterion(logits.float(), labels)
+                                if self.custom_loss:  # tdsclip.archs model contract
+                                    output = self.ddp(clips, labels)
+                                else:
+                                    logits = self.ddp(clips)
+                            if self.custom_loss:
+                                loss, logits = self.model.compute_loss(output, labels, self.criterion)
+                            else:
+                                loss = self.criterion(logits.float(), labels)
                             if self.fault_hook is not None:
                                 loss = self.fault_hook(self.global_step, batch_index, loss)
                             # every rank learns whether any rank saw a non-finite loss, so all skip or stop together
