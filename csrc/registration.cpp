@@ -6,6 +6,7 @@
 // Layouts (all activations contiguous, channels last):
 //   temporal_max_diff: x (B, T, N, C), frames on dim 1.
 //   cls_token_shift:   x (B, T, C).
+//   temporal_adjacent_diff: x (B, T, N, C), frames on dim 1.
 //   td_adapter:        u (B, T, N, d); w_down (d/r, d); w_up (d, d/r); BN params per channel.
 //   sme_stem:          frames (B, T, 5, 3, H, W) uint8/float; w_* are the Conv3d weights
 //                      (d, C_in, 3, P, P); output tokens (B, T, N, d).
@@ -22,6 +23,12 @@ TORCH_LIBRARY(tds, m) {
   // Op 4: CLS token shift: channels [:C/2] from frame t+1, [C/2:] from frame t-1, zeros past the ends.
   m.def("cls_token_shift(Tensor x) -> Tensor");
   m.def("cls_token_shift_backward(Tensor grad_out) -> Tensor");
+
+  // Temporal adjacent difference (M2-CLIP TED-Adapter, AM flow): y_t = x_t - x_{t+offset} (offset -1:
+  // backward, +1: forward), zero where frame t+offset is outside the clip; |.| when absolute.
+  // The backward reads x only when absolute (x may be None otherwise).
+  m.def("temporal_adjacent_diff(Tensor x, bool absolute, int offset) -> Tensor");
+  m.def("temporal_adjacent_diff_backward(Tensor grad_out, Tensor? x, bool absolute, int offset) -> Tensor");
 
   // Op 2: TD-Adapter path. Returns (out, mean1, var1, mean2, var2): in training the batch
   // statistics of the two BatchNorms (biased variance), in eval a copy of the running ones.

@@ -3,6 +3,7 @@
 Public ops (each in ``tds_kernels/ops/<op>/``, defined by its ``reference.py``):
   * :func:`temporal_max_diff` — ``x - maxpool_t(x)`` (+ optional channel-mean mix), x (B, T, N, C)
   * :func:`cls_token_shift`   — half/half temporal shift of the CLS token, x (B, T, C)
+  * :func:`temporal_adjacent_diff` — x_t - x_{t-1} (or |x_t - x_{t+1}|) along frames, x (B, T, N, C)
   * :class:`TDAdapter` / :func:`td_adapter` — the TD-Adapter path on tokens (B, T, N, d)
   * :class:`SMEStem` / :func:`sme_stem` — the SME-Adapter stems, frames (B, T, 5, 3, H, W) → tokens (B, T, N, d)
   * :func:`bn_mlp` / :func:`bn_mlp_modules` — the side block's BatchNorm → Linear → GELU → Linear,
@@ -17,6 +18,7 @@ from .ops.bn_mlp import bn_mlp, bn_mlp_modules
 from .ops.cls_token_shift import cls_token_shift
 from .ops.sme_stem import SMEStem, sme_stem
 from .ops.td_adapter import TDAdapter, td_adapter
+from .ops.temporal_adjacent_diff import temporal_adjacent_diff
 from .ops.temporal_max_diff import temporal_max_diff
 from ._autocast import register_autocast_passthrough as _register_autocast
 
@@ -28,6 +30,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BACKENDS", "ENV_VAR", "backend_available", "implementations", "resolve",
-    "temporal_max_diff", "cls_token_shift", "td_adapter", "TDAdapter", "sme_stem", "SMEStem",
+    "temporal_max_diff", "cls_token_shift", "temporal_adjacent_diff", "td_adapter", "TDAdapter", "sme_stem", "SMEStem",
     "bn_mlp", "bn_mlp_modules",
 ]

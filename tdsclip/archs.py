@@ -50,6 +50,8 @@ def register_arch(name: str, config: str, builder: str, summary: str) -> None:
 
 register_arch("tdsclip", "tdsclip.config:TDSCLIPConfig", "tdsclip.model:build_model",
               "TDS-CLIP: frozen CLIP ViT + temporal difference side network")
+register_arch("m2clip", "tdsclip.m2clip.config:M2CLIPConfig", "tdsclip.m2clip.model:build",
+              "M2-CLIP: TED-Adapters inside the frozen CLIP ViT, text adapter, four-head decoder, zero-shot")
 
 
 def _load(target: str):

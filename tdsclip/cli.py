@@ -3,6 +3,7 @@
     tdsclip demo                         make the demo data if absent, train a tiny TDS-CLIP on the CPU, evaluate
     tdsclip train --config ssv2_b16 ...  train (see ``tdsclip train --help``; torchrun for several GPUs)
     tdsclip eval RUN_DIR|CHECKPOINT      top-1/top-5, per-class accuracy, confusion matrix, JSON results
+    tdsclip eval CKPT --zero-shot        classify from class names alone (M2-CLIP; --class-names FILE)
     tdsclip make-demo-data [DIR]         generate the synthetic motion data set
     tdsclip summary ...                  parameter counts / shapes of a model config
     tdsclip configs                      list the shipped configs

@@ -4,6 +4,8 @@
     tdsclip eval CKPT.pt --views multi --num-clips 2 # 3 crops x 2 clips, softmax scores averaged per video
     tdsclip eval CKPT.pt --views single              # one centre crop, one clip
     torchrun --nproc_per_node 4 -m tdsclip.eval CKPT.pt ...
+    tdsclip eval CKPT.pt --zero-shot --split other.txt --class-names names.txt
+                                                     # zero-shot: classes from their names alone (M2-CLIP, DiST)
 
 Writes ``eval_<split>_<views>.json`` (top-1, top-5, mean class accuracy, per-class accuracy, the
 confusion matrix, the protocol) and ``confusion_<split>_<views>.png`` beside the checkpoint (or in
@@ -107,6 +109,54 @@ def load_model_from_checkpoint(path: str, overrides: list[str], device, state: d
     return model.to(device).eval(), cfg, state
 
 
+class ZeroShotClassifier(torch.nn.Module):
+    """``model(clips)`` → ``model.zero_shot_logits(clips, class_names)``: a zero-shot model as a classifier
+    of ``class_names`` for the evaluation loop (tdsclip.archs model contract)."""
+
+    def __init__(self, model: torch.nn.Module, class_names: list[str]):
+        super().__init__()
+        self.model, self.class_names = model, list(class_names)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.model.zero_shot_logits(clips, self.class_names)
+
+
+def read_class_names(path: str) -> list[str]:
+    """Class names indexed by label id: a text file with one name per line (line i = label i), or an
+    SSv2-style JSON label map ``{"name": "id"}``."""
+    if path.endswith(".json"):
+        from .data.annotations import parse_ssv2_labels
+
+        return parse_ssv2_labels(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            names = [line.strip() for line in f if line.strip()]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--class-names: file not found: {path}") from None
+    if not names:
+        raise ValueError(f"--class-names: {path} holds no class names (one per line)")
+    return names
+
+
+def zero_shot_source(cfg, info, class_names: list[str] | None):
+    """(evaluation data, class names) for a zero-shot run: the names given, else the data set's own (a
+    list-format set has none: --class-names is then required). The data set may have any number of
+    classes; only its labels must index the names."""
+    import copy
+
+    from .engine.video_source import build_eval_source, build_split
+
+    if class_names is None:
+        eval_list = cfg.eval.split if cfg.eval.split != "val" else ""
+        class_names = build_split(cfg, "val", eval_list).classes
+        if not class_names:
+            raise ValueError("--zero-shot: this data set carries no class names (a list file has only label ids): "
+                             "pass --class-names FILE (one name per line, line i = label i)")
+    cfg = copy.deepcopy(cfg)
+    cfg.model["num_classes"] = len(class_names)
+    return build_eval_source(cfg, info), list(class_names)
+
+
 def add_eval_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="a checkpoint .pt, or a run directory (its newest checkpoint)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides of the stored config (data.root=...)")
@@ -123,6 +173,11 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     fused.add_argument("--fused-ops", dest="fused_ops", action="store_true", default=None)
     fused.add_argument("--no-fused-ops", dest="fused_ops", action="store_false")
     p.add_argument("--output", "-o", help="where the JSON and PNG go (default: beside the checkpoint)")
+    p.add_argument("--zero-shot", action="store_true",
+                   help="classify from the class names alone (models with zero_shot_logits, e.g. arch m2clip)")
+    p.add_argument("--class-names", metavar="FILE",
+                   help="with --zero-shot: class names, one per line (line i = label i), or a JSON {name: id} map; "
+                        "default: the data set's own names")
     return p
 
 
@@ -138,9 +193,10 @@ def eval_overrides(args) -> list[str]:
 
 
 def run_eval(checkpoint: str, overrides: list[str], output: str | None = None, data=None, log=print,
-             info=None) -> dict:
+             info=None, zero_shot: bool = False, class_names_file: str | None = None) -> dict:
     """Evaluates ``checkpoint`` (path or run dir); returns the summary (with the file paths) on every rank.
-    ``info``: an existing DistInfo (default: join the torchrun process group, if any)."""
+    ``info``: an existing DistInfo (default: join the torchrun process group, if any). ``zero_shot``:
+    classify by ``model.zero_shot_logits`` from the class names (``class_names_file`` or the data set's)."""
     from .engine import distributed
     from .engine.checkpoint import find_latest, load_checkpoint
 
@@ -157,25 +213,40 @@ def run_eval(checkpoint: str, overrides: list[str], output: str | None = None, d
     model, cfg, state = load_model_from_checkpoint(path, overrides, info.device, state)
     if cfg.runtime.threads > 0:
         torch.set_num_threads(cfg.runtime.threads)
-    if data is None:
-        from .engine.video_source import build_eval_source
+    classifier, num_classes = model, cfg.model["num_classes"]
+    if zero_shot:
+        if not callable(getattr(model, "zero_shot_logits", None)):
+            raise ValueError(f"--zero-shot: arch {cfg.model.get('arch', 'tdsclip')!r} has no zero-shot classifier "
+                             "(zero_shot_logits); e.g. arch m2clip has one")
+        names = read_class_names(class_names_file) if class_names_file else None
+        if data is None:
+            data, class_names = zero_shot_source(cfg, info, names)
+        else:
+            class_names = names or list(data.class_names)
+        classifier, num_classes = ZeroShotClassifier(model, class_names), len(class_names)
+    else:
+        if data is None:
+            from .engine.video_source import build_eval_source
 
-        data = build_eval_source(cfg, info)
+            data = build_eval_source(cfg, info)
+        class_names = list(state.get("class_names") or getattr(data, "class_names", []) or [])
+        if hasattr(model, "set_class_names") and len(class_names) == num_classes:
+            model.set_class_names(class_names)  # text-conditioned heads (tdsclip.archs model contract)
     views = cfg.eval.views
-    class_names = list(state.get("class_names") or getattr(data, "class_names", []) or [])
-    summary = evaluate_model(model, data.eval_batches(views), cfg.model["num_classes"], class_names,
+    summary = evaluate_model(classifier, data.eval_batches(views), num_classes, class_names,
                              info.device, cfg.runtime.amp, info)
     protocol = ({"views": "single", "crops": 1, "clips": 1} if views == "single"
                 else {"views": "multi", "crops": cfg.eval.num_crops, "clips": cfg.eval.num_clips})
     split_name = os.path.splitext(os.path.basename(cfg.eval.split))[0] or "val"  # "val", or a list file's name
     tag = f"{split_name}_{views}" if views == "single" else f"{split_name}_{cfg.eval.num_crops}x{cfg.eval.num_clips}"
+    tag = f"zeroshot_{tag}" if zero_shot else tag
     extra = {"checkpoint": os.path.abspath(path), "name": cfg.name, "global_step": int(state.get("global_step", 0)),
              "epoch": int(state.get("epoch", 0)), "protocol": protocol, "split": cfg.eval.split,
-             "wall_s": time.perf_counter() - t0}
+             "wall_s": time.perf_counter() - t0, "zero_shot": zero_shot}
     if info.is_main:
         json_path, png_path = write_results(summary, output or os.path.dirname(os.path.abspath(path)), tag, extra)
         summary.update({"json": json_path, "confusion_png": png_path})
-        log(f"eval: {cfg.name} step {extra['global_step']} on {summary['num_videos']} videos "
+        log(f"eval{' (zero-shot)' if zero_shot else ''}: {cfg.name} step {extra['global_step']} on {summary['num_videos']} videos "
             f"({protocol['crops']} crop(s) x {protocol['clips']} clip(s)): top-1 {summary['top1']:.2f}% "
             f"top-5 {summary['top5']:.2f}% mean-class {summary['mean_class_top1']:.2f}% -> {json_path}")
     summary.update(extra)
@@ -191,7 +262,10 @@ def main(argv: list[str] | None = None) -> int:
         if "=" not in item:
             parser.error(f"unexpected argument {item!r}: overrides are KEY=VALUE")
     try:
-        run_eval(args.checkpoint, eval_overrides(args), args.output)
+        if args.class_names and not args.zero_shot:
+            parser.error("--class-names needs --zero-shot")
+        run_eval(args.checkpoint, eval_overrides(args), args.output, zero_shot=args.zero_shot,
+                 class_names_file=args.class_names)
     except (ValueError, TypeError, FileNotFoundError) as exc:
         print(f"eval: error: {exc}", file=sys.stderr)
         return 2
