@@ -35,8 +35,9 @@ void for_chunks(int64_t B, int64_t R, const F& body) {
   });
 }
 
-template <typename scalar_t>
-void forward_kernel(const scalar_t* x, scalar_t* y, int64_t B, int64_t T, int64_t R, bool absolute, int offset) {
+// ABS is a template parameter so that every inner loop is branch-free and vectorises.
+template <typename scalar_t, bool ABS>
+void forward_kernel(const scalar_t* x, scalar_t* y, int64_t B, int64_t T, int64_t R, int offset) {
   using A = acc_t<scalar_t>;
   for_chunks(B, R, [&](int64_t b, int64_t r0, int64_t r1) {
     for (int64_t t = 0; t < T; ++t) {
@@ -48,33 +49,41 @@ void forward_kernel(const scalar_t* x, scalar_t* y, int64_t B, int64_t T, int64_
       }
       const scalar_t* cur = x + (b * T + t) * R;
       const scalar_t* nb = x + (b * T + s) * R;
-      for (int64_t r = r0; r < r1; ++r)
-        out[r] = scalar_t(adjacent_diff::value<A>(A(cur[r]), A(nb[r]), absolute));
+      for (int64_t r = r0; r < r1; ++r) out[r] = scalar_t(adjacent_diff::value<A>(A(cur[r]), A(nb[r]), ABS));
     }
   });
 }
 
-// h_t = g_t * slope_t where frame t has a neighbour, else 0.
-template <typename scalar_t>
-inline acc_t<scalar_t> h_at(const scalar_t* g, const scalar_t* x, int64_t b, int64_t t, int64_t r, int64_t T,
-                            int64_t R, bool absolute, int offset) {
-  using A = acc_t<scalar_t>;
-  if (!adjacent_diff::in_clip(t, T) || !adjacent_diff::in_clip(t + offset, T)) return A(0);
-  const A gv = A(g[(b * T + t) * R + r]);
-  if (!absolute) return gv;
-  return gv * adjacent_diff::slope<A>(A(x[(b * T + t) * R + r]), A(x[(b * T + t + offset) * R + r]), true);
-}
-
-template <typename scalar_t>
+// dx_t = h_t - h_{t-offset}, h_t = g_t (* sign(x_t - x_{t+offset}) when ABS) where frame t has a neighbour:
+// frame t is the "current" frame of y_t and the neighbour of y_{t-offset}. Row-level flags, flat inner loops.
+template <typename scalar_t, bool ABS>
 void backward_kernel(const scalar_t* g, const scalar_t* x, scalar_t* dx, int64_t B, int64_t T, int64_t R,
-                     bool absolute, int offset) {
+                     int offset) {
+  using A = acc_t<scalar_t>;
   for_chunks(B, R, [&](int64_t b, int64_t r0, int64_t r1) {
     for (int64_t t = 0; t < T; ++t) {
       scalar_t* out = dx + (b * T + t) * R;
-      for (int64_t r = r0; r < r1; ++r) {
-        // dx_t = h_t - h_{t-offset}: frame t is "cur" of y_t and "neighbour" of y_{t-offset}.
-        out[r] = scalar_t(h_at(g, x, b, t, r, T, R, absolute, offset) -
-                          h_at(g, x, b, t - offset, r, T, R, absolute, offset));
+      const int64_t p = t - offset;  // the frame whose neighbour t is
+      const bool own = adjacent_diff::in_clip(t + offset, T), other = adjacent_diff::in_clip(p, T);
+      const scalar_t* g_t = g + (b * T + t) * R;
+      const scalar_t* g_p = g + (b * T + (other ? p : t)) * R;
+      const scalar_t* x_t = ABS ? x + (b * T + t) * R : nullptr;
+      const scalar_t* x_n = ABS && own ? x + (b * T + t + offset) * R : nullptr;
+      const scalar_t* x_p = ABS && other ? x + (b * T + p) * R : nullptr;
+      if (!own && !other) {
+        std::fill(out + r0, out + r1, scalar_t(0));
+      } else if (!ABS && own && other) {
+        for (int64_t r = r0; r < r1; ++r) out[r] = scalar_t(A(g_t[r]) - A(g_p[r]));
+      } else if (!ABS && own) {  // no y_p: the unused g never enters (inf/NaN there must not leak in)
+        for (int64_t r = r0; r < r1; ++r) out[r] = g_t[r];
+      } else if (!ABS) {
+        for (int64_t r = r0; r < r1; ++r) out[r] = scalar_t(-A(g_p[r]));
+      } else {
+        for (int64_t r = r0; r < r1; ++r) {
+          const A h_own = own ? A(g_t[r]) * adjacent_diff::slope<A>(A(x_t[r]), A(x_n[r]), true) : A(0);
+          const A h_other = other ? A(g_p[r]) * adjacent_diff::slope<A>(A(x_p[r]), A(x_t[r]), true) : A(0);
+          out[r] = scalar_t(h_own - h_other);
+        }
       }
     }
   });
@@ -93,8 +102,10 @@ at::Tensor forward_cpu(const at::Tensor& x_in, bool absolute, int64_t offset) {
   if (x.numel() == 0) return y;
   const int64_t B = x.size(0), T = x.size(1), R = x.size(2) * x.size(3);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "tds::temporal_adjacent_diff", [&] {
-    forward_kernel<scalar_t>(x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), B, T, R, absolute,
-                             int(offset));
+    if (absolute)
+      forward_kernel<scalar_t, true>(x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), B, T, R, int(offset));
+    else
+      forward_kernel<scalar_t, false>(x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), B, T, R, int(offset));
   });
   return y;
 }
@@ -115,8 +126,12 @@ at::Tensor backward_cpu(const at::Tensor& g_in, const std::optional<at::Tensor>&
   if (g.numel() == 0) return dx;
   const int64_t B = g.size(0), T = g.size(1), R = g.size(2) * g.size(3);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "tds::temporal_adjacent_diff_backward", [&] {
-    backward_kernel<scalar_t>(g.const_data_ptr<scalar_t>(), absolute ? x.const_data_ptr<scalar_t>() : nullptr,
-                              dx.mutable_data_ptr<scalar_t>(), B, T, R, absolute, int(offset));
+    if (absolute)
+      backward_kernel<scalar_t, true>(g.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
+                                      dx.mutable_data_ptr<scalar_t>(), B, T, R, int(offset));
+    else
+      backward_kernel<scalar_t, false>(g.const_data_ptr<scalar_t>(), nullptr, dx.mutable_data_ptr<scalar_t>(), B, T,
+                                       R, int(offset));
   });
   return dx;
 }

@@ -11,8 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
-from ..config import (BACKBONE_DTYPES, TDSCLIPConfig, _check_int, _check_number, _check_pretrained, _check_type,
-                      _choice, backbone_geometry)
+from ..config import TDSCLIPConfig, _check_int, _check_number, _check_type, _choice, validate_frozen_clip
 
 ADAPTER_POSITIONS = ("pre_attn", "pre_mlp")
 # "tiny": the random test tower's text side (a 3-layer, width-64 open_clip text transformer) and the
@@ -70,22 +69,7 @@ class M2CLIPConfig:
     def validate(self) -> None:
         if self.arch != "m2clip":
             raise ValueError(f"arch: M2CLIPConfig is the config of arch 'm2clip', got {self.arch!r}")
-        _check_type(self.backbone, str, "backbone")
-        patch, _native = backbone_geometry(self.backbone)
-        if self.pretrained is not None:
-            _check_type(self.pretrained, str, "pretrained")
-            if self.pretrained.strip() == "":
-                self.pretrained = None
-        if self.pretrained is not None:
-            _check_pretrained(self.backbone, self.pretrained)
-        if self.quick_gelu is not None:
-            _check_type(self.quick_gelu, bool, "quick_gelu")
-        _choice(self.backbone_dtype, BACKBONE_DTYPES, "backbone_dtype")
-        if self.image_size is not None:
-            _check_int(self.image_size, "image_size")
-            if self.image_size <= 0 or self.image_size % patch:
-                raise ValueError(f"image_size must be a positive multiple of the patch size {patch} of "
-                                 f"{self.backbone}, got {self.image_size}")
+        validate_frozen_clip(self)
         for name in ("num_frames", "num_classes", "adapter_width", "text_adapter_width"):
             _check_int(getattr(self, name), name)
             if getattr(self, name) < 1:
