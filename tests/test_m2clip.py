@@ -279,3 +279,31 @@ def test_state_dict_round_trip_rebuilds_the_same_model(tiny_model):
     clips = _clips()
     torch.testing.assert_close(m2(clips), tiny_model.eval()(clips))
     torch.testing.assert_close(m2.zero_shot_logits(clips, NAMES), tiny_model.zero_shot_logits(clips, NAMES))
+
+
+def test_trainer_steps_and_zero_shot_eval_end_to_end(tmp_path):
+    """The shared trainer trains arch m2clip (set_class_names, model(clips, labels), compute_loss) and
+    ``run_eval(..., zero_shot=True)`` evaluates the checkpoint from class names alone, with a names file
+    and any number of classes."""
+    from tdsclip.engine.config import from_dict
+    from tdsclip.engine.datasource import TensorDataSource
+    from tdsclip.eval import run_eval
+    from tdsclip.train import run_training
+
+    cfg = from_dict({"name": "m2", "model": {**TINY, "num_frames": 2},
+                     "data": {"batch_size": 4}, "optim": {"epochs": 1, "warmup_epochs": 0, "lr": 1e-2},
+                     "runtime": {"output": str(tmp_path), "amp": "off", "log_every": 1, "progress": False}})
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (12, 2, 5, 3, 64, 64), dtype=torch.uint8)
+    y = torch.arange(12) % 4
+    data = TensorDataSource((x[:8], y[:8]), (x[8:], y[8:]), 4, class_names=NAMES)
+    result, _ = run_training(cfg, data=data, log=lambda *a: None)
+    assert result.status == "done" and result.global_step == 2
+    (tmp_path / "names.txt").write_text("jumping\nwaving a hand\nMoving something up\n")
+    val3 = TensorDataSource((x[:8], y[:8] % 3), (x[8:], y[8:] % 3), 4, class_names=["a", "b", "c"])
+    summary = run_eval(result.checkpoint, [], data=val3, log=lambda *a: None, zero_shot=True,
+                       class_names_file=str(tmp_path / "names.txt"))
+    assert summary["zero_shot"] and summary["num_videos"] == 4 and summary["class_names"][0] == "jumping"
+    assert summary["json"].endswith("eval_zeroshot_val_single.json")
+    supervised = run_eval(result.checkpoint, [], data=data, log=lambda *a: None)
+    assert not supervised["zero_shot"] and len(supervised["class_names"]) == 4
