@@ -5,7 +5,8 @@ section of a training config), and override fields from the command line::
 
     cfg = TDSCLIPConfig.from_yaml("b16.yaml").override(["side_dim=512", "fused_ops=false"])
 
-Every problem is a ``ValueError`` (``TypeError`` for a value of the wrong type) that names the field.
+Values and keys follow the rules of every config section (``tdsclip.config_rules``). Every problem is a
+``ValueError`` that names the field (``TypeError`` for a value of the wrong type given from Python).
 Mixed precision is not a model setting: the trainer wraps the forward in ``torch.autocast``
 (``runtime.amp``); ``backbone_dtype`` only picks the storage dtype of the frozen weights.
 """
@@ -15,13 +16,12 @@ import dataclasses
 import difflib
 import math
 import os
-import re
-import types
-import typing
 from dataclasses import dataclass
 from typing import Optional
 
 import yaml
+
+from .config_rules import check_known, coerce, coerce_fields, field_types, load_yaml, split_override
 
 # The built-in backbones: patch size and native image size of the vision tower. Other open_clip
 # ViT configs are accepted too (looked up in open_clip, which is slow to import, only when used).
@@ -70,26 +70,14 @@ class TDSCLIPConfig:
     @classmethod
     def from_dict(cls, values: dict | None) -> "TDSCLIPConfig":
         """Builds a config from a mapping (e.g. the ``model`` section of a training YAML); values are
-        converted to the field types, an unknown key is an error that names it."""
-        if values is None:
-            values = {}
-        if not isinstance(values, dict):
-            raise TypeError(f"TDSCLIPConfig: expected a mapping of fields, got {type(values).__name__}")
-        hints = typing.get_type_hints(cls)
-        kwargs = {}
-        for key, value in values.items():
-            _check_key(key, cls.field_names())
-            kwargs[key] = _coerce(value, hints[key], key)
-        return cls(**kwargs)
+        converted to the field types and unknown keys rejected by the rules of ``tdsclip.config_rules``."""
+        return cls(**coerce_fields(cls, values, "model"))
 
     @classmethod
     def from_yaml(cls, path: str, section: str | None = None) -> "TDSCLIPConfig":
         """Reads a YAML file: its top-level mapping, or its ``model:`` section if it has one (a
         training config), or the section named by ``section``."""
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f) or {}
-        if not isinstance(raw, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level")
+        raw = load_yaml(path)
         if section is not None:
             if not isinstance(raw.get(section), dict):
                 raise ValueError(f"{path}: no mapping section {section!r}")
@@ -102,17 +90,13 @@ class TDSCLIPConfig:
         """Applies ``key=value`` strings (``side_dim=512``, ``fused_ops=false``, ``pretrained=null``;
         a ``model.`` prefix is accepted) in place, re-validates, and returns ``self``. On an error the
         config is left unchanged."""
-        hints = typing.get_type_hints(type(self))
+        types_ = field_types(type(self))
         changes = {}
         for item in items:
-            if not isinstance(item, str) or "=" not in item:
-                raise ValueError(f"override {item!r} is not of the form key=value (e.g. side_dim=512)")
-            key, text = item.split("=", 1)
-            key = key.strip()
-            if key.startswith("model."):
-                key = key[len("model."):]
-            _check_key(key, self.field_names())
-            changes[key] = _coerce(_parse_value(text), hints[key], key)
+            path, value = split_override(item)
+            key = ".".join(path[1:] if path[0] == "model" and len(path) > 1 else path)
+            check_known(key, types_, "model")
+            changes[key] = coerce(value, types_[key], f"model.{key}")
         new = dataclasses.replace(self, **changes)  # validates
         for key, value in dataclasses.asdict(new).items():
             setattr(self, key, value)
@@ -243,14 +227,7 @@ def _check_pretrained(backbone: str, pretrained: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# value checks and conversion
-
-def _check_key(key: str, names: list[str]) -> None:
-    if key not in names:
-        close = difflib.get_close_matches(key, names, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown model config key {key!r}{hint}; known keys: {', '.join(names)}")
-
+# value checks of validate() (conversion of incoming values: tdsclip.config_rules)
 
 def _check_type(value, tp, name: str) -> None:
     if not isinstance(value, tp) or (tp is not bool and isinstance(value, bool)):
@@ -270,69 +247,3 @@ def _check_number(value, name: str) -> None:
 def _choice(value, choices, name: str) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-
-
-_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-
-
-def _parse_value(text: str):
-    """A command-line value: YAML scalars (true, null, 8, 0.5), plus 1e-4-style floats that YAML 1.1
-    reads as strings."""
-    text = text.strip()
-    if _FLOAT.match(text) and not re.match(r"^[+-]?\d+$", text):
-        return float(text)
-    try:
-        return yaml.safe_load(text) if text else ""
-    except yaml.YAMLError:
-        return text
-
-
-_TRUE = {"true", "yes", "on", "1"}
-_FALSE = {"false", "no", "off", "0"}
-
-
-def _coerce(value, tp, name: str):
-    """Converts ``value`` to the field type ``tp``; TypeError/ValueError naming the field if it can't."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "~")):
-            return None
-        inner = [a for a in typing.get_args(tp) if a is not type(None)][0]
-        return _coerce(value, inner, name)
-    if value is None:
-        raise TypeError(f"{name} cannot be null")
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, (str, int)) and str(value).strip().lower() in _TRUE | _FALSE:
-            return str(value).strip().lower() in _TRUE
-        raise ValueError(f"{name} must be true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ValueError(f"{name} must be an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                pass
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, bool):
-            raise ValueError(f"{name} must be a number, got {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ValueError(f"{name} must be a string, got {value!r}")
-    return value

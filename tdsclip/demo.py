@@ -51,7 +51,7 @@ def run_baseline(cfg, checkpoint: str, log=print) -> dict:
     # The probe sees each training video once, un-augmented (val-mode clips of the train split).
     train_plain = make_loader(cfg, info, src.train_loader.dataset, "val", cfg.data.batch_size)
     t0 = time.perf_counter()
-    res = linear_probe_top1(model, iter(train_plain), src.val_batches(), cfg.model["num_classes"], info.device)
+    res = linear_probe_top1(model, iter(train_plain), src.val_batches(), cfg.model.num_classes, info.device)
     res["wall_s"] = time.perf_counter() - t0
     return res
 
@@ -99,7 +99,7 @@ def run_demo(cfg, log=print) -> int:
     log(f"demo: order-blind baseline (linear probe on the frozen backbone's time-averaged features, "
         f"{base['num_train']} training videos) val top-1 {base['val_top1']:.2f}% (train {base['train_top1']:.2f}%; "
         f"must stay <= {BASELINE_LIMIT:.0f}%: time-reversed class pairs cap it at 50%, chance is "
-        f"{100 / cfg.model['num_classes']:.0f}%)")
+        f"{100 / cfg.model.num_classes:.0f}%)")
     log(f"demo: plots in {cfg.runtime.output} (loss.png, accuracy.png, lr.png, {os.path.basename(summary['confusion_png'])}); "
         + ("targets met" if report["passed"] else "TARGETS NOT MET"))
     print(f"demo: val_top1={summary['top1']:.2f} baseline_top1={base['val_top1']:.2f} wall_s={wall:.1f}", flush=True)

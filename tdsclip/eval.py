@@ -163,7 +163,7 @@ def run_eval(checkpoint: str, overrides: list[str], output: str | None = None, d
         data = build_eval_source(cfg, info)
     views = cfg.eval.views
     class_names = list(state.get("class_names") or getattr(data, "class_names", []) or [])
-    summary = evaluate_model(model, data.eval_batches(views), cfg.model["num_classes"], class_names,
+    summary = evaluate_model(model, data.eval_batches(views), cfg.model.num_classes, class_names,
                              info.device, cfg.runtime.amp, info)
     protocol = ({"views": "single", "crops": 1, "clips": 1} if views == "single"
                 else {"views": "multi", "crops": cfg.eval.num_crops, "clips": cfg.eval.num_clips})

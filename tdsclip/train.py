@@ -140,7 +140,7 @@ def run_training(cfg, *, model=None, data=None, stop=None, fault_hook=None, log=
     log(f"train: {cfg.name}: {n_train / 1e6:.3f} M trainable of {n_all / 1e6:.3f} M parameters; "
         f"{trainer.steps_per_epoch} steps/epoch x {cfg.optim.epochs} epochs; batch {cfg.data.batch_size} x "
         f"{info.world_size} rank(s) x accum {cfg.optim.grad_accum}; device {info.device}; amp {cfg.runtime.amp}; "
-        f"fused ops {'on' if cfg.model.get('fused_ops') else 'off'}; output {out}")
+        f"fused ops {'on' if cfg.model.fused_ops else 'off'}; output {out}")
     with stop:
         result = trainer.fit()
     return result, info

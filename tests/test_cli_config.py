@@ -9,7 +9,8 @@ import yaml
 
 from tdsclip import cli
 from tdsclip.engine.config import available_configs, from_dict, load_config
-from tdsclip.engine.overrides import apply_overrides, parse_value
+from tdsclip.config_rules import parse_value
+from tdsclip.engine.overrides import apply_overrides
 from tdsclip.train import add_train_arguments, overrides_from_args, resolve_config
 
 SHIPPED = ["demo", "k400_b16", "k400_l14", "ssv1_b16", "ssv1_l14", "ssv2_b16", "ssv2_l14"]
@@ -24,9 +25,9 @@ def test_shipped_configs_follow_the_published_recipe():
     for name in SHIPPED[1:]:
         cfg = load_config(name)
         large = name.endswith("l14")
-        assert cfg.model["backbone"] == ("ViT-L-14" if large else "ViT-B-16")
-        assert cfg.model["side_dim"] == (512 if large else 320)
-        assert cfg.model["pretrained"] == "openai"
+        assert cfg.model.backbone == ("ViT-L-14" if large else "ViT-B-16")
+        assert cfg.model.side_dim == (512 if large else 320)
+        assert cfg.model.pretrained == "openai"
         assert cfg.optim.lr == (1e-4 if large else 1e-3)
         assert cfg.optim.betas == [0.9, 0.999] and cfg.optim.weight_decay == 0.15 and cfg.optim.decay_all
         assert cfg.optim.warmup_epochs == 4 and cfg.optim.min_lr_ratio == 0.0
@@ -34,12 +35,12 @@ def test_shipped_configs_follow_the_published_recipe():
         assert cfg.optim.label_smoothing == 0.1
         assert cfg.data.batch_size == 32 and cfg.data.repeated_aug == 2
         assert cfg.runtime.amp == "bf16" and cfg.runtime.seed == 1024
-        assert cfg.model["num_classes"] == (400 if name.startswith("k400") else 174)
+        assert cfg.model.num_classes == (400 if name.startswith("k400") else 174)
         assert cfg.eval.views == "multi" and cfg.eval.num_crops == 3
         assert cfg.eval.num_clips == (4 if name.startswith("k400") else 2)
         assert cfg.name == name and cfg.runtime.output == f"runs/{name}"
     demo = load_config("demo")
-    assert demo.data.dataset == "demo" and demo.model["backbone"] == "tiny" and demo.model["pretrained"] is None
+    assert demo.data.dataset == "demo" and demo.model.backbone == "tiny" and demo.model.pretrained is None
 
 
 def test_overrides_positional_set_and_flags_with_precedence():
@@ -47,14 +48,14 @@ def test_overrides_positional_set_and_flags_with_precedence():
                        "--set", "optim.betas=[0.8, 0.99]", "runtime.amp=off", "--amp", "fp16", "--seed", "7",
                        "--no-fused-ops", "--grad-checkpoint", "--grad-accum", "4", "--output", "/tmp/x",
                        "--resume", "auto", "--device", "cpu", "--on-nan", "skip", "--pretrained", "none"])
-    assert cfg.model["side_dim"] == 512
+    assert cfg.model.side_dim == 512
     assert cfg.optim.lr == 5e-4 and cfg.optim.betas == [0.8, 0.99]
     assert cfg.runtime.amp == "fp16"          # the flag wins over the positional override
     assert cfg.runtime.seed == 7 and cfg.optim.grad_accum == 4
-    assert cfg.model["fused_ops"] is False and cfg.model["grad_checkpoint"] is True
+    assert cfg.model.fused_ops is False and cfg.model.grad_checkpoint is True
     assert cfg.runtime.output == "/tmp/x" and cfg.runtime.resume == "auto" and cfg.runtime.device == "cpu"
-    assert cfg.runtime.on_nan == "skip" and cfg.model["pretrained"] is None
-    assert parse_train(["--config", "demo", "--fused-ops"]).model["fused_ops"] is True
+    assert cfg.runtime.on_nan == "skip" and cfg.model.pretrained is None
+    assert parse_train(["--config", "demo", "--fused-ops"]).model.fused_ops is True
 
 
 def test_yaml_values_parse_like_a_user_means_them():
@@ -66,12 +67,12 @@ def test_yaml_values_parse_like_a_user_means_them():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("optim.lrr=1", "unknown config key optim.'lrr' (did you mean 'lr'?)"),
-    ("model.side_dimm=64", "side_dimm"),
+    ("optim.lrr=1", "unknown config key 'optim.lrr' (did you mean 'optim.lr'?)"),
+    ("model.side_dimm=64", "unknown config key 'model.side_dimm' (did you mean 'model.side_dim'?)"),
     ("runtime.amp=fp8", "runtime.amp must be one of"),
     ("optim.epochs=0", "optim.epochs must be positive"),
-    ("optim.epochs=2.5", "expected an integer"),
-    ("optim.lr=fast", "expected a number"),
+    ("optim.epochs=2.5", "optim.epochs: expected an integer, got 2.5"),
+    ("optim.lr=fast", "optim.lr: expected a finite number, got 'fast'"),
     ("data.repeated_aug=2 data.batch_size=33", "multiple of data.repeated_aug"),  # demo.yaml has repeated_aug 1
     ("optim.warmup_epochs=50", "warmup_epochs"),
     ("model.side_dim=100", "side_dim"),
@@ -94,7 +95,7 @@ def test_user_yaml_with_base_inheritance(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text(yaml.safe_dump({"base": "ssv2_l14", "optim": {"epochs": 5}, "data": {"root": "/d"}}))
     cfg = load_config(str(path), ["runtime.seed=3"])
-    assert cfg.name == "mine" and cfg.model["backbone"] == "ViT-L-14" and cfg.optim.lr == 1e-4
+    assert cfg.name == "mine" and cfg.model.backbone == "ViT-L-14" and cfg.optim.lr == 1e-4
     assert cfg.optim.epochs == 5 and cfg.data.root == "/d" and cfg.runtime.seed == 3
     loop = tmp_path / "loop.yaml"
     loop.write_text("base: " + str(loop) + "\n")
@@ -131,7 +132,7 @@ def test_cli_dispatch_and_errors(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["train", "--config", "demo", "optim.nope=1"])
     assert exc.value.code == 2
-    assert "unknown config key optim.'nope'" in capsys.readouterr().err
+    assert "unknown config key 'optim.nope'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["train", "stray-argument"])
     assert "KEY=VALUE" in capsys.readouterr().err

@@ -138,7 +138,7 @@ class Trainer:
             self.ddp = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         else:
             self.ddp = self.model
-        self.with_frozen = include_frozen(cfg.runtime.save_frozen, cfg.model)
+        self.with_frozen = include_frozen(cfg.runtime.save_frozen, cfg.model.to_dict())
         # position
         self.epoch = 0            # the epoch in progress (0-based)
         self.step_in_epoch = 0    # updates done in it

@@ -44,7 +44,7 @@ def build_split(cfg: TrainConfig, split: str, list_file: str = ""):
 
 
 def _check_classes(cfg: TrainConfig, dataset, split: str) -> None:
-    n_model = cfg.model["num_classes"]
+    n_model = cfg.model.num_classes
     if dataset.classes is not None and len(dataset.classes) != n_model:
         raise ValueError(f"model.num_classes={n_model} but the {split} set of {cfg.data.root!r} has "
                          f"{len(dataset.classes)} classes: set model.num_classes={len(dataset.classes)}")
@@ -89,7 +89,7 @@ class VideoSource:
             _check_classes(cfg, self.val_set, "val")
             if not with_train:
                 self.class_names = list(self.val_set.classes) if self.val_set.classes else []
-        self.num_classes = cfg.model["num_classes"]
+        self.num_classes = cfg.model.num_classes
         if not self.class_names:
             self.class_names = [str(i) for i in range(self.num_classes)]
         self._val_loader = None
