@@ -112,7 +112,8 @@ class VideoClipLoader:
         seed: all randomness derives from (seed, epoch, video index).
         on_error: "skip" (warn, count, go on) or "raise".
         num_workers: PyAV path worker processes (default: min(4, CPU count)).
-        shuffle, drop_last: default True for train, False otherwise.
+        shuffle, drop_last: default True for train, False otherwise (drop_last drops the last batch
+            when it is not full, as in torch's DataLoader).
         dali_threads: DALI CPU threads.
 
     Yields ``(clips, labels)`` for train/val and ``(clips, labels, video_index)`` for test:
@@ -167,6 +168,9 @@ class VideoClipLoader:
         self.rank, self.world_size, self.seed, self.on_error = rank, world_size, seed, on_error
         self.shuffle = split == "train" if shuffle is None else shuffle
         self.drop_last = split == "train" if drop_last is None else drop_last
+        # Training pads the rank shards to equal length (every rank runs the same number of steps; DDP
+        # needs that); evaluation keeps each video once. drop_last only drops the last partial batch.
+        self.pad_shards = split == "train"
         copies = repeated_aug if split == "train" else (num_crops if split == "test" else 1)
         self.num_clips = num_clips if split == "test" else 1
         self.spec = ClipSpec(split, num_frames, image_size, copies, self.num_clips, aug, seed, window)
@@ -192,7 +196,7 @@ class VideoClipLoader:
         n = len(self.dataset)
         order = (np.random.default_rng([self.seed, epoch, 0x5EED]).permutation(n) if self.shuffle
                  else np.arange(n))
-        if self.drop_last:  # equal-length shards: pad by wrapping around, like DistributedSampler
+        if self.pad_shards:  # equal-length shards: pad by wrapping around, like DistributedSampler
             per_rank = math.ceil(n / self.world_size)
             order = np.resize(order, per_rank * self.world_size)
         return order[self.rank::self.world_size]
