@@ -33,7 +33,7 @@ def step_config(settings):
 
 @pytest.fixture(scope="module")
 def step_model():
-    from tdsclip.model import build_model
+    from tdsclip import build_model
 
     settings = harness.SETTINGS
     config, batch, amp = step_config(settings)

@@ -48,7 +48,7 @@ def register_arch(name: str, config: str, builder: str, summary: str) -> None:
     ARCHS[name] = ArchSpec(name, config, builder, summary)
 
 
-register_arch("tdsclip", "tdsclip.config:TDSCLIPConfig", "tdsclip.model:build_model",
+register_arch("tdsclip", "tdsclip.config:TDSCLIPConfig", "tdsclip.model:build_tdsclip",
               "TDS-CLIP: frozen CLIP ViT + temporal difference side network")
 
 

@@ -104,7 +104,7 @@ def run_training(cfg, *, model=None, data=None, stop=None, fault_hook=None, log=
     # per-rank streams afterwards, so ranks augment differently.
     seed_everything(cfg.runtime.seed)
     if model is None:
-        model = build_model(cfg, log)
+        model = build_training_model(cfg, log)
     seed_everything(cfg.runtime.seed + 7919 * info.rank)
     if data is None:
         from .engine.video_source import build_train_source
@@ -146,8 +146,8 @@ def run_training(cfg, *, model=None, data=None, stop=None, fault_hook=None, log=
     return result, info
 
 
-def build_model(cfg, log=print):
-    """The TDS-CLIP model of ``cfg.model``; warns when fused ops were asked for but cannot run fused here."""
+def build_training_model(cfg, log=print):
+    """The model of ``cfg.model`` (any architecture); warns when fused ops were asked for but cannot run fused here."""
     from .archs import build_model as _build
 
     mcfg = cfg.model_config()

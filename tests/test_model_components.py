@@ -8,7 +8,8 @@ from torch import nn
 
 import tds_kernels
 from tdsclip.config import TINY_VISION_CFG
-from tdsclip.model import FrozenViT, build_model
+from tdsclip import build_model
+from tdsclip.model import FrozenViT
 from tdsclip.model.backbone import normalise_images
 from tdsclip.model.layers import (TokenBatchNorm, lean_batchnorm_linear, lean_gelu_linear, lean_layernorm_linear,
                                   pointwise, temporal_dwconv)

@@ -1,4 +1,5 @@
-"""``TDSCLIP``: the whole model (SPEC §1–3) and ``build_model(config)``."""
+"""``TDSCLIP``: the whole model (SPEC §1–3) and ``build_tdsclip(config)``, the builder of the arch
+"tdsclip" in ``tdsclip.archs`` (users call ``tdsclip.build_model``, which builds any architecture)."""
 from __future__ import annotations
 
 import copy
@@ -108,11 +109,11 @@ class TDSCLIP(nn.Module):
                 f"num_classes={c.num_classes}, fused_ops={c.fused_ops}, grad_checkpoint={c.grad_checkpoint}")
 
 
-def build_model(config: TDSCLIPConfig | dict) -> TDSCLIP:
+def build_tdsclip(config: TDSCLIPConfig | dict) -> TDSCLIP:
     """The TDS-CLIP model for ``config`` (a :class:`TDSCLIPConfig` or a dict of its fields)."""
     if isinstance(config, dict):
         config = TDSCLIPConfig.from_dict(config)
     if not isinstance(config, TDSCLIPConfig):
-        raise TypeError(f"build_model: expected a TDSCLIPConfig, got {type(config).__name__}")
+        raise TypeError(f"build_tdsclip: expected a TDSCLIPConfig, got {type(config).__name__}")
     config.validate()
     return TDSCLIP(config)
