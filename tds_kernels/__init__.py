@@ -24,7 +24,7 @@ from ._autocast import register_autocast_passthrough as _register_autocast
 for _ns in ("tds", "tds_triton"):
     _register_autocast(_ns)
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402  (the one version number: see version.py)
 
 __all__ = [
     "BACKENDS", "ENV_VAR", "backend_available", "implementations", "resolve",
