@@ -4,8 +4,9 @@
     torchrun --nproc_per_node 4 -m tdsclip.train --config ssv2_b16 ...     (DDP: NCCL on GPUs, Gloo on CPUs)
 
 Precedence: the YAML (with its ``base:`` chain) < ``key=value`` overrides (positional or ``--set``)
-< the dedicated flags below. Exit status: 0 done, 3 non-finite loss, 130/143 stopped by SIGINT/SIGTERM
-(after writing a checkpoint; continue with ``--resume auto``), 2 bad arguments or config.
+< the dedicated flags below. Exit status: 0 done, 3 non-finite loss (or too many skipped updates),
+130/143 stopped by SIGINT/SIGTERM (after writing a checkpoint; continue with ``--resume auto``), 2 bad
+arguments, config, paths or data (also: another training runs in the output directory).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="a config override (repeatable); same as a positional KEY=VALUE")
     p.add_argument("--output", "-o", help="run directory: checkpoints, metrics.jsonl, plots (runtime.output)")
     p.add_argument("--resume", help="continue from a checkpoint: a .pt path, a run directory, or 'auto' "
-                                    "(the newest checkpoint in --output; a fresh start if there is none)")
+                                    "(the newest readable checkpoint in --output; a fresh start if there is none)")
     p.add_argument("--seed", type=int, help="runtime.seed (data order, initialisation)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N (runtime.device)")
     p.add_argument("--amp", choices=("bf16", "fp16", "off"), help="mixed precision (fp16 uses a GradScaler)")
@@ -46,7 +47,14 @@ def add_train_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="data.root")
     p.add_argument("--pretrained", help="model.pretrained: an open_clip tag (openai) or a weights file; 'none' for random")
     p.add_argument("--on-nan", choices=("stop", "skip"),
-                   help="a non-finite loss stops the run (default) or skips that update")
+                   help="a non-finite loss stops the run (default) or skips that update (until "
+                        "runtime.max_skipped_steps updates in a row were skipped: then it stops, exit 3)")
+    p.add_argument("--max-skipped-steps", type=int,
+                   help="--on-nan skip: stop after this many skipped updates in a row (runtime.max_skipped_steps, "
+                        "default 10; 0 = never)")
+    p.add_argument("--on-bad-video", choices=("skip", "raise"),
+                   help="an undecodable, truncated or missing video is skipped with a warning and counted "
+                        "(default) or stops the run with exit 2 (runtime.on_bad_video)")
     p.add_argument("--max-steps", type=int, help="stop with a checkpoint after this many optimiser steps")
     p.add_argument("--threads", type=int, help="torch CPU threads per process (runtime.threads; 0 = default)")
     p.add_argument("--no-progress", action="store_true", help="no live progress bar")
@@ -62,7 +70,8 @@ def overrides_from_args(args) -> list[str]:
                 ("grad_checkpoint", "model.grad_checkpoint"), ("grad_accum", "optim.grad_accum"),
                 ("epochs", "optim.epochs"), ("batch_size", "data.batch_size"), ("lr", "optim.lr"),
                 ("data_root", "data.root"), ("on_nan", "runtime.on_nan"), ("max_steps", "runtime.max_steps"),
-                ("threads", "runtime.threads")]
+                ("threads", "runtime.threads"), ("max_skipped_steps", "runtime.max_skipped_steps"),
+                ("on_bad_video", "runtime.on_bad_video")]
     for attr, key in flag_map:
         value = getattr(args, attr, None)
         if value is not None:
@@ -75,12 +84,20 @@ def overrides_from_args(args) -> list[str]:
 
 
 def resolve_config(args):
+    import yaml
+
     from .engine.config import load_config
 
     for item in list(args.overrides):
         if "=" not in item:
             raise ValueError(f"unexpected argument {item!r}: overrides are KEY=VALUE (e.g. model.side_dim=512)")
-    return load_config(args.config, overrides_from_args(args))
+    try:
+        return load_config(args.config, overrides_from_args(args))
+    except yaml.YAMLError as exc:  # one line: what and where, not the parser's multi-line report
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ValueError(f"config {args.config!r} (or a KEY=VALUE override) is not valid YAML: {what}{where}") from None
 
 
 def run_training(cfg, *, model=None, data=None, stop=None, fault_hook=None, log=print):
@@ -113,37 +130,80 @@ def run_training(cfg, *, model=None, data=None, stop=None, fault_hook=None, log=
     if hasattr(model, "set_class_names"):  # text-conditioned heads (tdsclip.archs model contract)
         model.set_class_names(list(data.class_names))
     out = cfg.runtime.output
-    resume = None
+    lock, resume, error = None, None, None
     if info.is_main:
-        from .engine.checkpoint import resolve_resume
-        from .engine.rundir import archive_previous_run
+        try:
+            lock, resume = _prepare_run_dir(cfg, log)
+        except (ValueError, OSError) as exc:
+            error = exc
+    # every rank learns rank 0's verdict, so none waits forever for a rank that gave up
+    resume, message = distributed.broadcast_object((resume, None if error is None else str(error)), info)
+    if error is not None:
+        raise error
+    if message is not None:
+        raise ValueError(message)
+    try:
+        stop = stop or StopRequest()
+        trainer = Trainer(cfg, model, data, info, log=log, stop=stop, fault_hook=fault_hook)
+        if resume:
+            trainer.load(resume)
+            log(f"train: resumed from {resume} at epoch {trainer.epoch + 1}, step {trainer.global_step}")
+        n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        n_all = sum(p.numel() for p in model.parameters())
+        log(f"train: {cfg.name}: {n_train / 1e6:.3f} M trainable of {n_all / 1e6:.3f} M parameters; "
+            f"{trainer.steps_per_epoch} steps/epoch x {cfg.optim.epochs} epochs; batch {cfg.data.batch_size} x "
+            f"{info.world_size} rank(s) x accum {cfg.optim.grad_accum}; device {info.device}; amp {cfg.runtime.amp}; "
+            f"fused ops {'on' if cfg.model.get('fused_ops') else 'off'}; output {out}")
+        with stop:
+            result = trainer.fit()
+    finally:
+        if lock is not None:
+            lock.release()
+    return result, info
 
+
+def _prepare_run_dir(cfg, log):
+    """Rank 0: creates and locks the output directory, picks the checkpoint to resume from, archives an
+    earlier run's files for a fresh start, writes config.yaml. Returns (lock, resume path or None)."""
+    import warnings
+
+    from .engine.checkpoint import remove_stale_temp_files, resolve_resume
+    from .engine.rundir import RunDirLock, archive_previous_run
+
+    out = cfg.runtime.output
+    try:
         os.makedirs(out, exist_ok=True)
-        resume = resolve_resume(cfg.runtime.resume, out)
+        lock = RunDirLock(out)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            lock.acquire()
+    except OSError as exc:
+        raise ValueError(f"output directory {out!r} cannot be created or written: "
+                         f"{exc.strerror or exc} (choose another --output)") from None
+    for w in caught:
+        print(f"train: warning: {w.message}", file=sys.stderr)
+    try:
+        for path in remove_stale_temp_files(out):  # only now: the lock says no other run is writing here
+            log(f"train: removed {path}, a partial checkpoint left by a training that was killed while writing it")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            resume = resolve_resume(cfg.runtime.resume, out)
+        for w in caught:
+            print(f"train: warning: {w.message}", file=sys.stderr)
         if cfg.runtime.resume == "auto" and resume is None:
             log(f"train: --resume auto: no checkpoint in {out}, starting from scratch")
         if resume is None:
             archived = archive_previous_run(out)
             if archived:
-                log(f"train: {out} held an earlier run: moved its files to {archived} "
-                    "(pass --resume auto to continue a run instead)")
+                hint = ("" if cfg.runtime.resume == "auto"
+                        else " (pass --resume auto to continue a run instead)")
+                log(f"train: {out} held an earlier run: moved its files to {archived}{hint}")
         with open(os.path.join(out, "config.yaml"), "w", encoding="utf-8") as f:
             f.write(cfg.to_yaml())
-    resume = distributed.broadcast_object(resume, info)
-    stop = stop or StopRequest()
-    trainer = Trainer(cfg, model, data, info, log=log, stop=stop, fault_hook=fault_hook)
-    if resume:
-        trainer.load(resume)
-        log(f"train: resumed from {resume} at epoch {trainer.epoch + 1}, step {trainer.global_step}")
-    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    n_all = sum(p.numel() for p in model.parameters())
-    log(f"train: {cfg.name}: {n_train / 1e6:.3f} M trainable of {n_all / 1e6:.3f} M parameters; "
-        f"{trainer.steps_per_epoch} steps/epoch x {cfg.optim.epochs} epochs; batch {cfg.data.batch_size} x "
-        f"{info.world_size} rank(s) x accum {cfg.optim.grad_accum}; device {info.device}; amp {cfg.runtime.amp}; "
-        f"fused ops {'on' if cfg.model.get('fused_ops') else 'off'}; output {out}")
-    with stop:
-        result = trainer.fit()
-    return result, info
+    except BaseException:
+        lock.release()
+        raise
+    return lock, resume
 
 
 def build_model(cfg, log=print):
@@ -151,6 +211,16 @@ def build_model(cfg, log=print):
     from .archs import build_model as _build
 
     mcfg = cfg.model_config()
+    pretrained = getattr(mcfg, "pretrained", None)
+    if pretrained and os.path.isfile(pretrained):
+        from .engine.checkpoint import describe_load_error
+        from .model.backbone import read_state_dict
+
+        try:  # a bad file is a bad argument (exit 2), not a traceback from deep inside the model build
+            read_state_dict(pretrained)
+        except Exception as exc:  # noqa: BLE001 - whatever the reader raises, the file is unusable
+            raise ValueError(f"--pretrained {pretrained!r}: cannot read weights from it: "
+                             f"{describe_load_error(exc)}") from None
     if mcfg.fused_ops:
         try:
             from tds_kernels import _ext
@@ -175,35 +245,63 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.data.dataset == "demo":
         from .demo import run_demo  # the demo config trains, evaluates and runs the baseline
 
-        return run_demo(cfg)
+        # only `tdsclip demo` makes missing demo data: here a mistyped data.root must be an error
+        return run_demo(cfg, command="tdsclip train --config " + args.config, generate=False)
     return train_and_report(cfg)
+
+
+def training_errors(prog: str, run):
+    """Runs ``run()``; returns (its result, None) or (None, exit status) after printing the error in one
+    line: 3 for a non-finite loss, 2 for bad paths, settings, files or videos (the message says what to
+    fix; TDSCLIP_DEBUG=1 re-raises for the traceback)."""
+    from tdsclip.data.video_io import VideoError
+
+    from .engine.trainer import NonFiniteLossError
+
+    try:
+        return run(), None
+    except NonFiniteLossError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return None, EXIT_NONFINITE
+    except (ValueError, OSError, VideoError) as exc:
+        if os.environ.get("TDSCLIP_DEBUG"):
+            raise
+        bad_video = (" (--on-bad-video raise; --on-bad-video skip leaves such videos out)"
+                     if isinstance(exc, VideoError) else "")
+        print(f"{prog}: error: {exc}{bad_video} (TDSCLIP_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return None, 2
+
+
+def signal_status(prog: str, result, stop, log=print) -> int | None:
+    """128 + signal when a SIGINT/SIGTERM stopped the run or arrived after its final checkpoint, else None."""
+    signum = result.signal if result.status == "stopped" and result.signal is not None else stop.signum
+    if signum is None:
+        return None
+    if result.signal is None:
+        log(f"{prog}: {stop.name} received after the final checkpoint {result.checkpoint}: stopping")
+    return 128 + int(signum)  # the shell convention for "killed by this signal"
 
 
 def train_and_report(cfg) -> int:
     from .engine.distributed import cleanup
-    from .engine.trainer import NonFiniteLossError
+    from .engine.signals import StopRequest
 
-    try:
-        result, info = run_training(cfg)
-    except NonFiniteLossError as exc:
-        print(f"train: error: {exc}", file=sys.stderr)
-        return EXIT_NONFINITE
-    except (ValueError, FileNotFoundError) as exc:  # bad paths or settings: the message says what to fix
-        if os.environ.get("TDSCLIP_DEBUG"):
-            raise
-        print(f"train: error: {exc} (TDSCLIP_DEBUG=1 shows the traceback)", file=sys.stderr)
-        return 2
-    try:
-        if info.is_main:
-            val = result.val or {}
-            print(f"train: {result.status} after {result.global_step} steps ({result.epoch} epochs) in "
-                  f"{result.wall_s:.1f} s; checkpoint {result.checkpoint}"
-                  + (f"; val top-1 {val['top1']:.2f}% top-5 {val['top5']:.2f}%" if val.get("num") else ""))
-    finally:
-        cleanup(info)
-    if result.status == "stopped" and result.signal is not None:
-        return 128 + int(result.signal)  # the shell convention for "killed by this signal"
-    return 0
+    # installed for the whole command: a signal after training (while reporting) still ends with 128 + signal
+    with StopRequest() as stop:
+        got, status = training_errors("train", lambda: run_training(cfg, stop=stop))
+        if status is not None:
+            return status
+        result, info = got
+        try:
+            if info.is_main:
+                val = result.val or {}
+                print(f"train: {result.status} after {result.global_step} steps ({result.epoch} epochs) in "
+                      f"{result.wall_s:.1f} s; checkpoint {result.checkpoint}"
+                      + (f"; val top-1 {val['top1']:.2f}% top-5 {val['top5']:.2f}%" if val.get("num") else ""))
+        finally:
+            cleanup(info)
+        status = signal_status("train", result, stop)
+    return 0 if status is None else status
 
 
 if __name__ == "__main__":
