@@ -98,12 +98,12 @@ def load_model_from_checkpoint(path: str, overrides: list[str], device, state: d
     """(model with the checkpoint's weights, TrainConfig, checkpoint dict)."""
     from .archs import build_model
     from .engine.checkpoint import load_checkpoint
-    from .engine.state import load_model_state
+    from .engine.state import load_checkpoint_model_state
 
     state = state if state is not None else load_checkpoint(path)
     cfg = checkpoint_config(state, overrides)
     model = build_model(cfg.model_config())
-    load_model_state(model, state["model"])
+    load_checkpoint_model_state(model, state, cfg.model.to_dict(), path)
     return model.to(device).eval(), cfg, state
 
 
@@ -142,9 +142,9 @@ def run_eval(checkpoint: str, overrides: list[str], output: str | None = None, d
     """Evaluates ``checkpoint`` (path or run dir); returns the summary (with the file paths) on every rank.
     ``info``: an existing DistInfo (default: join the torchrun process group, if any)."""
     from .engine import distributed
-    from .engine.checkpoint import find_latest, load_checkpoint
+    from .engine.checkpoint import latest_readable, load_checkpoint
 
-    path = find_latest(checkpoint) if os.path.isdir(checkpoint) else checkpoint
+    path = latest_readable(checkpoint, f"eval {checkpoint}") if os.path.isdir(checkpoint) else checkpoint
     if path is None:
         raise FileNotFoundError(f"{checkpoint!r} is a directory without checkpoint_step*.pt files")
     if not os.path.isfile(path):
@@ -192,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unexpected argument {item!r}: overrides are KEY=VALUE")
     try:
         run_eval(args.checkpoint, eval_overrides(args), args.output)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, OSError) as exc:  # bad paths, files or settings: the message says what to fix
+        if os.environ.get("TDSCLIP_DEBUG"):
+            raise
         print(f"eval: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -11,7 +11,7 @@ from tdsclip import cli
 from tdsclip.engine.config import available_configs, from_dict, load_config
 from tdsclip.config_rules import parse_value
 from tdsclip.engine.overrides import apply_overrides
-from tdsclip.train import add_train_arguments, overrides_from_args, resolve_config
+from tdsclip.run import add_train_arguments, overrides_from_args, resolve_config
 
 SHIPPED = ["demo", "k400_b16", "k400_l14", "ssv1_b16", "ssv1_l14", "ssv2_b16", "ssv2_l14"]
 

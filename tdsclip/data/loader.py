@@ -301,9 +301,13 @@ class VideoClipLoader:
     def _iter_host(self):
         if self._host_loader is None:
             ds = _HostBatches(self.spec, self.dataset, self.flip_map)
+            # Its own generator: a DataLoader iterator otherwise draws its worker seed from the global torch
+            # RNG when it is created (once with persistent workers, at the first epoch this process runs),
+            # which would shift dropout / drop-path draws after a resume. Clips do not use worker seeds.
             self._host_loader = torch.utils.data.DataLoader(
                 ds, batch_size=None, sampler=_EpochSampler(self), num_workers=self.num_workers,
                 collate_fn=_identity, pin_memory=self.device.type == "cuda",
+                generator=torch.Generator().manual_seed(self.seed),
                 persistent_workers=self.num_workers > 0, prefetch_factor=2 if self.num_workers > 0 else None)
         yield from self._host_loader
 

@@ -62,6 +62,8 @@ class RuntimeConfig:
     output: str = "runs/default"
     resume: typing.Optional[str] = None   # a checkpoint path, a run directory, or "auto"
     on_nan: str = "stop"              # stop | skip: what a non-finite loss does
+    max_skipped_steps: int = 10       # on_nan skip: this many updates skipped in a row stop the run (exit 3); 0: no limit
+    on_bad_video: str = "skip"        # skip (warn, count, go on) | raise (stop, exit 2): undecodable or truncated videos
     log_every: int = 10               # optimiser steps between per-step metric records
     val_every: int = 1                # epochs between validations (0: only at the end)
     keep_checkpoints: int = 2         # newest checkpoints kept in the output dir (0: all)
@@ -106,6 +108,7 @@ class TrainConfig:
 CHOICES = {
     ("runtime", "amp"): ("bf16", "fp16", "off"),
     ("runtime", "on_nan"): ("stop", "skip"),
+    ("runtime", "on_bad_video"): ("skip", "raise"),
     ("runtime", "save_frozen"): ("auto", "yes", "no"),
     ("eval", "views"): ("single", "multi"),
     ("data", "decoder"): ("auto", "dali", "pyav"),
