@@ -93,7 +93,7 @@ def resolve_config(args):
 
 def run_training(cfg, *, model=None, data=None, stop=None, fault_hook=None, log=print):
     """Builds what is not given (model, data, process group), trains, and returns ``(FitResult, info)``.
-    Used by ``main`` and by ``tdsclip demo``; tests pass their own model/data."""
+    Used by ``tdsclip train`` and ``tdsclip demo``; tests pass their own model/data."""
     import torch
 
     from .engine import distributed

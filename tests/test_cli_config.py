@@ -168,3 +168,16 @@ def test_summary_and_make_demo_data_are_wired(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["make-demo-data", "--help"])
     assert exc.value.code == 0 and "--num-train" in capsys.readouterr().out
+
+
+def test_train_and_demo_do_not_import_each_other():
+    # both build on tdsclip.run; train hands a demo config to demo.run_demo, and nothing goes back
+    import ast
+    import pathlib
+
+    def imported(name):
+        tree = ast.parse((pathlib.Path(cli.__file__).parent / f"{name}.py").read_text())
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1}
+
+    assert "train" not in imported("demo") and "run" in imported("demo")
+    assert not {"train", "demo"} & imported("run")
