@@ -103,8 +103,10 @@ def describe_load_error(exc: BaseException) -> str:
         return "the file is empty or truncated"
     if "central directory" in msg or "zip archive" in msg:
         return "the file is truncated or corrupt (not a complete torch.save archive)"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, OSError):  # e.g. EINVAL from a seek past the end of a cut-off file
+        return f"the file is truncated or corrupt ({exc.strerror or exc})"
     first = msg.strip().splitlines()[0]
     return re.split(r"weights_only", first, maxsplit=1)[0].rstrip(" .,(`") or type(exc).__name__
 
