@@ -21,7 +21,7 @@ from test_train_engine import ToyVideoNet, make_cfg, toy_data
 
 
 def train(out, *, lines=None, model=None, **runtime):
-    from tdsclip.train import run_training
+    from tdsclip.run import run_training
 
     cfg = make_cfg(out, runtime={"plots": False, **runtime})
     x, y = toy_data()
@@ -72,7 +72,7 @@ def test_lock_is_released_when_training_fails(tmp_path):
 
 
 def _nan_run(out):
-    from tdsclip.train import run_training
+    from tdsclip.run import run_training
 
     cfg = make_cfg(out, runtime={"plots": False})
     x, y = toy_data()
@@ -207,7 +207,7 @@ def test_resume_with_another_model_config_names_the_fields(tmp_path):
     x, y = toy_data()
     data = TensorDataSource((x[:48], y[:48]), None, 4, seed=3)
     cfg = make_cfg(tmp_path / "run")
-    cfg.model["side_dim"] = 128
+    cfg.model.side_dim = 128
     trainer = Trainer(cfg, Wider(), data, DistInfo(), log=lambda *a: None)
     with pytest.raises(ValueError, match=r"trained with another model config \(model.side_dim: checkpoint 64, now 128\)"):
         trainer.load(first.checkpoint)
