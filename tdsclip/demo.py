@@ -1,7 +1,8 @@
 """``tdsclip demo`` (also ``tdsclip train --config demo``): the whole pipeline on a laptop-sized task.
 
 1. makes the demo data set if it is absent (``tdsclip.data.demo``: VP9 videos of a textured patch
-   moving left/right or up/down; the classes come in time-reversed pairs);
+   moving left/right or up/down; the classes come in time-reversed pairs) — ``tdsclip demo`` only:
+   ``tdsclip train --config demo`` wants it made already, so a mistyped ``data.root`` is an error;
 2. trains a tiny TDS-CLIP (random-initialised tiny open_clip ViT, frozen; the side network trained)
    on the CPU with the ``demo`` config;
 3. evaluates the final checkpoint on the validation videos (``tdsclip eval``: JSON + confusion matrix);

@@ -211,16 +211,6 @@ def build_model(cfg, log=print):
     from .archs import build_model as _build
 
     mcfg = cfg.model_config()
-    pretrained = getattr(mcfg, "pretrained", None)
-    if pretrained and os.path.isfile(pretrained):
-        from .engine.checkpoint import describe_load_error
-        from .model.backbone import read_state_dict
-
-        try:  # a bad file is a bad argument (exit 2), not a traceback from deep inside the model build
-            read_state_dict(pretrained)
-        except Exception as exc:  # noqa: BLE001 - whatever the reader raises, the file is unusable
-            raise ValueError(f"--pretrained {pretrained!r}: cannot read weights from it: "
-                             f"{describe_load_error(exc)}") from None
     if mcfg.fused_ops:
         try:
             from tds_kernels import _ext
@@ -229,7 +219,16 @@ def build_model(cfg, log=print):
                     f"the ops use their Triton/reference backends. {_ext.INSTALL_HINT}")
         except ImportError:
             pass
-    return _build(mcfg)
+    pretrained = getattr(mcfg, "pretrained", None)
+    try:
+        return _build(mcfg)
+    except Exception as exc:  # noqa: BLE001 - a bad weights file is a bad argument (exit 2), not a traceback
+        if not (pretrained and os.path.isfile(pretrained)):
+            raise
+        from .engine.checkpoint import describe_load_error
+
+        raise ValueError(f"--pretrained {pretrained!r}: cannot use weights from it: "
+                         f"{describe_load_error(exc)}") from exc
 
 
 def main(argv: list[str] | None = None) -> int:
