@@ -71,19 +71,20 @@ def run_demo(cfg, log=print, *, command: str = "tdsclip demo", generate: bool = 
         print(f"demo: error: no demo data set at data.root={cfg.data.root!r} (no {labels}): make one with "
               f"tdsclip make-demo-data {cfg.data.root}, or run tdsclip demo, which makes it", file=sys.stderr)
         return 2
+    t0 = time.perf_counter()
+    if os.environ.get("RANK", "0") == "0":
+        # before the signal handler is installed: the generator's worker pool is ended with SIGTERM
+        ensure_demo_data(cfg.data.root, dict(cfg.data.extra.get("demo", {})), log)
     # installed for the whole demo: a signal during the evaluation still ends with 128 + signal
     with StopRequest() as stop:
-        return _run_demo(cfg, log, command, stop)
+        return _run_demo(cfg, log, command, stop, t0)
 
 
-def _run_demo(cfg, log, command: str, stop) -> int:
+def _run_demo(cfg, log, command: str, stop, t0: float) -> int:
     from .engine.distributed import DistInfo, cleanup
     from .eval import run_eval
     from .train import run_training, signal_status, training_errors
 
-    t0 = time.perf_counter()
-    if os.environ.get("RANK", "0") == "0":
-        ensure_demo_data(cfg.data.root, dict(cfg.data.extra.get("demo", {})), log)
     got, status = training_errors("demo", lambda: run_training(cfg, log=log, stop=stop))
     if status is not None:
         return status
