@@ -1,7 +1,8 @@
 """``tdsclip demo`` (also ``tdsclip train --config demo``): the whole pipeline on a laptop-sized task.
 
 1. makes the demo data set if it is absent (``tdsclip.data.demo``: VP9 videos of a textured patch
-   moving left/right or up/down; the classes come in time-reversed pairs);
+   moving left/right or up/down; the classes come in time-reversed pairs) — ``tdsclip demo`` only:
+   ``tdsclip train --config demo`` wants it made already, so a mistyped ``data.root`` is an error;
 2. trains a tiny TDS-CLIP (random-initialised tiny open_clip ViT, frozen; the side network trained)
    on the CPU with the ``demo`` config;
 3. evaluates the final checkpoint on the validation videos (``tdsclip eval``: JSON + confusion matrix);
@@ -70,19 +71,20 @@ def run_demo(cfg, log=print, *, command: str = "tdsclip demo", generate: bool = 
         print(f"demo: error: no demo data set at data.root={cfg.data.root!r} (no {labels}): make one with "
               f"tdsclip make-demo-data {cfg.data.root}, or run tdsclip demo, which makes it", file=sys.stderr)
         return 2
+    t0 = time.perf_counter()
+    if os.environ.get("RANK", "0") == "0":
+        # before the signal handler is installed: the generator's worker pool is ended with SIGTERM
+        ensure_demo_data(cfg.data.root, dict(cfg.data.extra.get("demo", {})), log)
     # installed for the whole demo: a signal during the evaluation still ends with 128 + signal
     with StopRequest() as stop:
-        return _run_demo(cfg, log, command, stop)
+        return _run_demo(cfg, log, command, stop, t0)
 
 
-def _run_demo(cfg, log, command: str, stop) -> int:
+def _run_demo(cfg, log, command: str, stop, t0: float) -> int:
     from .engine.distributed import DistInfo, cleanup
     from .eval import run_eval
     from .run import run_training, signal_status, training_errors
 
-    t0 = time.perf_counter()
-    if os.environ.get("RANK", "0") == "0":
-        ensure_demo_data(cfg.data.root, dict(cfg.data.extra.get("demo", {})), log)
     got, status = training_errors("demo", lambda: run_training(cfg, log=log, stop=stop))
     if status is not None:
         return status

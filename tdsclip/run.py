@@ -202,25 +202,22 @@ def build_training_model(cfg, log=print):
     from .archs import build_model as _build
 
     mcfg = cfg.model_config()
-    pretrained = getattr(mcfg, "pretrained", None)
-    if pretrained and os.path.isfile(pretrained):
-        from .engine.checkpoint import describe_load_error
-        from .model.backbone import read_state_dict
-
-        try:  # a bad file is a bad argument (exit 2), not a traceback from deep inside the model build
-            read_state_dict(pretrained)
-        except Exception as exc:  # noqa: BLE001 - whatever the reader raises, the file is unusable
-            raise ValueError(f"--pretrained {pretrained!r}: cannot read weights from it: "
-                             f"{describe_load_error(exc)}") from None
     if mcfg.fused_ops:
-        try:
-            from tds_kernels import _ext
-            if not _ext.has_extension():
-                log(f"train: note: fused ops requested but tds_kernels._C is not built ({_ext.load_error()}); "
-                    f"the ops use their Triton/reference backends. {_ext.INSTALL_HINT}")
-        except ImportError:
-            pass
-    return _build(mcfg)
+        import tds_kernels
+
+        if not tds_kernels.has_extension():
+            log(f"train: note: fused ops requested but tds_kernels._C is not built ({tds_kernels.load_error()}); "
+                "the ops use their Triton/reference backends.")
+    pretrained = getattr(mcfg, "pretrained", None)
+    try:
+        return _build(mcfg)
+    except Exception as exc:  # noqa: BLE001 - a bad weights file is a bad argument (exit 2), not a traceback
+        if not (pretrained and os.path.isfile(pretrained)):
+            raise
+        from .engine.checkpoint import describe_load_error
+
+        raise ValueError(f"--pretrained {pretrained!r}: cannot use weights from it: "
+                         f"{describe_load_error(exc)}") from exc
 
 
 def training_errors(prog: str, run):
