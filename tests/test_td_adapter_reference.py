@@ -8,7 +8,7 @@ from tds_kernels.ops.td_adapter.module import TDAdapter
 
 
 def _formula(u, a: TDAdapter):
-    """SPEC §3 TD-Adapter on tokens (B, T, N, d) with train-mode BN, no nn layers involved."""
+    """docs/model.md §3 TD-Adapter on tokens (B, T, N, d) with train-mode BN, no nn layers involved."""
     def bn(x, w, b):  # x (..., C): batch statistics over every token
         mu = x.mean(dim=(0, 1, 2))
         var = x.var(dim=(0, 1, 2), unbiased=False)
