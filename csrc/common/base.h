@@ -6,7 +6,8 @@
 //   * dtype_of(): the c10::ScalarType -> DType mapping (host code only);
 //   * TDS_CUDA_CHECK: how a wrapper reports a failed launch (every launcher returns the cudaError_t of its
 //     launch as an int, 0 = success).
-// Plain C++ for nvcc; the ATen/CUDA-runtime parts are compiled only where those headers are available.
+// Plain C++ for nvcc; the ATen/CUDA-runtime parts are left out under nvcc and with TDS_NO_ATEN (the plain
+// g++ host test of the math headers, csrc/tests/common_math_host_test.cpp).
 #pragma once
 #include <cstdint>
 
@@ -29,7 +30,7 @@ TDS_HD constexpr int element_size(DType t) {
 
 }  // namespace tds
 
-#ifndef __CUDACC__
+#if !defined(__CUDACC__) && !defined(TDS_NO_ATEN)
 #include <c10/core/ScalarType.h>
 #include <c10/util/Exception.h>
 
@@ -59,4 +60,4 @@ inline DType dtype_of(c10::ScalarType t, const char* op) {
     TORCH_CHECK(tds_err_ == 0, op, " (CUDA): ", what, " failed: ", cudaGetErrorString(cudaError_t(tds_err_))); \
   } while (0)
 #endif
-#endif  // __CUDACC__
+#endif  // !__CUDACC__ && !TDS_NO_ATEN
