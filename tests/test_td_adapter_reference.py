@@ -1,4 +1,4 @@
-"""The TD-Adapter reference against its SPEC formula written out by hand (float64), values and
+"""The TD-Adapter reference against its formula (docs/model.md §3) written out by hand (float64), values and
 gradients. Guards the reference itself: torch's CPU BatchNorm3d backward mis-handles some strided
 5-D gradients, which once made the reference's gradients wrong while its values were right."""
 import torch
