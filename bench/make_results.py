@@ -19,14 +19,23 @@ from collections import OrderedDict, defaultdict
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PHASES = ("fwd", "bwd", "fwd+bwd")
-OP_ORDER = ("temporal_max_diff", "cls_token_shift", "td_adapter", "sme_stem", "bn_mlp")
-OP_TITLES = {
-    "temporal_max_diff": "Temporal max-difference (B, T, N, d/r), k = 3, with mix",
-    "cls_token_shift": "CLS token shift (B, T, d)",
-    "td_adapter": "TD-Adapter (gated, r = 16) on u (B, T, N, d), training mode",
-    "sme_stem": "SME stem (RGB + motion Conv3d + BN) from uint8 frames (B, T, 5, 3, H, W)",
-    "bn_mlp": "Side-block MLP: BN → Linear(d, 4d) → GELU → Linear(4d, d) (extra op, issue #5)",
-}
+
+
+def _op_registry():
+    """tds_kernels/ops/registry.py, loaded by path: it needs no torch, and this script only reads JSON."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(HERE), "tds_kernels", "ops", "registry.py")
+    spec = importlib.util.spec_from_file_location("_tds_op_registry", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolves the module of its classes
+    spec.loader.exec_module(module)
+    return module
+
+
+_REGISTRY = _op_registry()
+OP_ORDER = _REGISTRY.NAMES
+OP_TITLES = {op.name: op.title for op in _REGISTRY.OPS}
 FUSED_PREFERENCE = {"cpu": ("cpu",), "cuda": ("cuda", "triton")}
 VARIANTS = ("reference", "fused", "fused+checkpointing")
 
