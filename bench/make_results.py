@@ -17,6 +17,9 @@ import os
 import sys
 from collections import OrderedDict, defaultdict
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import step_results  # noqa: E402  (the whole-model step table, issue #11)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 PHASES = ("fwd", "bwd", "fwd+bwd")
 OP_ORDER = ("temporal_max_diff", "cls_token_shift", "td_adapter", "sme_stem", "bn_mlp")
@@ -305,8 +308,9 @@ def render(runs: list[Run], notes: str | None) -> str:
            ""]
     for run in runs:
         title = "GPU" if run.device == "cuda" else "CPU"
-        out += [f"## {title} run", ""] + env_lines(run) + ["", "### Targets", "",
-                                                             "| target | measured | status |", "|---|---|---|"]
+        out += [f"## {title} run", ""] + env_lines(run) + [""]
+        out += step_results.section(step_results.from_benchmarks(run.benchmarks))
+        out += ["### Targets", "", "| target | measured | status |", "|---|---|---|"]
         out += [f"| {w} | {m} | {s} |" for w, m, s in targets(run)]
         out.append("")
         if notes:
