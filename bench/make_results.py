@@ -18,6 +18,7 @@ import sys
 from collections import OrderedDict, defaultdict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gpu_floor  # noqa: E402  (bytes per op and the H200 HBM floor, issue #11)
 import step_results  # noqa: E402  (the whole-model step table, issue #11)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -318,6 +319,7 @@ def render(runs: list[Run], notes: str | None) -> str:
         if run.copy_gbs:
             out += [f"Measured copy bandwidth ({run.device}): **{run.copy_gbs:.1f} GB/s** (dst.copy_(src), "
                     "read + write).", ""]
+        out += gpu_floor.floor_section(run)
         out += ["### Per-op times", ""]
         for op in OP_ORDER + tuple(sorted({k[0] for k in run.op_table()} - set(OP_ORDER))):
             out += op_section(run, op)

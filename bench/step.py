@@ -37,12 +37,14 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
-# variant -> (fused_ops, grad_checkpoint, compiled)
+# variant -> (fused_ops, grad_checkpoint, compiled, memory_mode); "fused" is the default memory_mode
+# ("lean"), "fused-fast" the other setting of the one memory option (tdsclip.config.MEMORY_MODES)
 VARIANTS = {
-    "plain": (False, False, False),
-    "fused": (True, False, False),
-    "fused+ckpt": (True, True, False),
-    "compile": (False, False, True),
+    "plain": (False, False, False, "lean"),
+    "fused": (True, False, False, "lean"),
+    "fused-fast": (True, False, False, "fast"),
+    "fused+ckpt": (True, True, False, "lean"),
+    "compile": (False, False, True, "lean"),
 }
 GEOMETRIES = {
     # name: (backbone, side_dim, image_size or None for the native one)
@@ -123,8 +125,8 @@ class Variant:
 
     def __init__(self, name: str, model, clips, labels, device: str):
         self.name, self.device = name, device
-        fused, ckpt, compiled = VARIANTS[name]
-        self.fused, self.ckpt, self.compiled = fused, ckpt, compiled
+        fused, ckpt, compiled, mode = VARIANTS[name]
+        self.fused, self.ckpt, self.compiled, self.mode = fused, ckpt, compiled, mode
         self.model = model
         self.run_model = torch.compile(model) if compiled else model
         self.clips, self.labels = clips, labels
@@ -134,7 +136,7 @@ class Variant:
 
     def select(self) -> None:
         if not self.compiled:
-            self.model.set_fused_ops(self.fused).set_grad_checkpoint(self.ckpt)
+            self.model.set_fused_ops(self.fused).set_grad_checkpoint(self.ckpt).set_memory_mode(self.mode)
 
     def step(self) -> None:
         self.select()
@@ -163,10 +165,10 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def activation_bytes(model, clips, fused: bool, ckpt: bool, amp) -> int:
+def activation_bytes(model, clips, fused: bool, ckpt: bool, mode: str, amp) -> int:
     from tdsclip.model.summary import activation_bytes as measure
 
-    model.set_fused_ops(fused).set_grad_checkpoint(ckpt)
+    model.set_fused_ops(fused).set_grad_checkpoint(ckpt).set_memory_mode(mode)
     device = clips.device.type
     with torch.autocast(device, dtype=amp or torch.float32, enabled=amp is not None):
         return measure(model, clips)
@@ -202,8 +204,8 @@ def run_case(case: StepCase, device: str, rounds: int, with_compile: bool, varia
             rec["compile_infer_s"] = max(0.0, rec["first_infer_s"] - rec["infer_best_s"])
             rec["activation_bytes"] = None  # AOTAutograd's saved tensors are not seen by the hooks
         else:
-            fused, ckpt, _ = VARIANTS[n]
-            rec["activation_bytes"] = activation_bytes(model, clips, fused, ckpt, amp)
+            fused, ckpt, _, mode = VARIANTS[n]
+            rec["activation_bytes"] = activation_bytes(model, clips, fused, ckpt, mode, amp)
         if device == "cuda":
             v = runs[n]
             torch.cuda.empty_cache()
@@ -290,6 +292,8 @@ def main(argv=None) -> int:
     run.add_argument("--rounds", type=int, default=3)
     run.add_argument("--compile", action="store_true")
     run.add_argument("--no-peak", action="store_true")
+    run.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=None,
+                     help="a subset (plain is always added: the ratios are to it)")
     run.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
     if args.cmd == "peak":
@@ -297,6 +301,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(os.cpu_count() or 1)
     res = run_case(StepCase(args.geometry, args.batch), args.device, args.rounds,
                    compile_enabled(args.device, args.compile), peak_subprocess=not args.no_peak,
+                   variants=None if args.variants is None else ["plain"] + [v for v in args.variants if v != "plain"],
                    log=lambda s: print(s, file=sys.stderr, flush=True))
     print(json.dumps(res))
     return 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 
-ORDER = ("plain", "fused", "fused+ckpt", "compile")
+ORDER = ("plain", "fused", "fused-fast", "fused+ckpt", "compile")
 GEOMETRY_TITLES = {"B16": "ViT-B/16 (d = 320)", "L14": "ViT-L/14 (d = 512)", "tiny": "tiny (CI)"}
 
 
@@ -89,7 +89,9 @@ def section(results: list[dict]) -> list[str]:
     lines = ["### Training step and inference of the whole model (issue #11)", "",
              "Same weights for every variant, timed interleaved in one process (bench/step.py); "
              "train step = forward + cross-entropy + backward + AdamW. `compile` = `torch.compile` of the plain "
-             "model (its activation bytes are not visible to saved-tensor hooks).", ""]
+             "model (its activation bytes are not visible to saved-tensor hooks). `fused` = memory_mode \"lean\" "
+             "(the default: the side MLP keeps its input only), `fused-fast` = memory_mode \"fast\" (it also keeps "
+             "its pre-GELU hidden tensor, no GEMM recomputed).", ""]
     for res in results:
         lines += case_table(res)
     target_case = next((r for r in results if r["geometry"] == "B16" and r["batch"] == 2), None)

@@ -23,7 +23,7 @@ def _cases():
 def test_model_step(benchmark, case, settings, request):
     harness.quiet_warnings()
     with_compile = step.compile_enabled(settings.device, request.config.getoption("--step-compile"))
-    rounds = 1 if settings.quick else (5 if settings.cuda else 3)
+    rounds = 1 if settings.quick else 3
     result = {}
 
     def run():

@@ -103,6 +103,7 @@ class SideBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
         self.cls_backend = backend
         self.lean = backend != "reference"
+        self.keep_hidden = False  # memory_mode "fast": the MLP keeps its pre-GELU hidden tensor
 
     def set_backend(self, backend: str | None) -> None:
         """``None``: fused tds_kernels ops (automatic backend) and the memory-lean BN→Linear and MLP;
@@ -136,10 +137,12 @@ class SideBlock(nn.Module):
     def mlp(self, s: torch.Tensor) -> torch.Tensor:
         """``Linear_{4d→d}(GELU(Linear_{d→4d}(BN3d(s))))``: the fused tds_kernels op when a kernel backend
         is available, else the lean autograd functions (both keep only s for backward, the lean ones
-        also the hidden tensor), or the plain layers for the reference model."""
+        also the hidden tensor), or the plain layers for the reference model. ``keep_hidden``
+        (memory_mode "fast") picks the lean functions even with a kernel backend: keeping h spares
+        the backward the recomputation of Linear1 (a GEMM) and BN."""
         if not self.lean:
             return self.mlp_fc2(F.gelu(self.mlp_fc1(self.mlp_norm(s))))
-        if _dispatch.resolve("bn_mlp", None, s.device, warn=False) != "reference":
+        if not self.keep_hidden and _dispatch.resolve("bn_mlp", None, s.device, warn=False) != "reference":
             return bn_mlp_modules(s, self.mlp_norm, self.mlp_fc1, self.mlp_fc2)
         h = lean_batchnorm_linear(s, self.mlp_norm, self.mlp_fc1.weight, self.mlp_fc1.bias)
         return lean_gelu_linear(h, self.mlp_fc2)
@@ -171,6 +174,15 @@ class SideNetwork(nn.Module):
         self.pos_embed = nn.Parameter(torch.empty(grid[0] * grid[1], dim))
         nn.init.normal_(self.pos_embed, std=0.01)
         self.lean = backend != "reference"
+
+    def set_memory_mode(self, mode: str) -> None:
+        """"lean" or "fast" (see tdsclip.config.MEMORY_MODES): what the fused side MLPs keep for backward."""
+        from ..config import MEMORY_MODES
+
+        if mode not in MEMORY_MODES:
+            raise ValueError(f"memory_mode must be one of {', '.join(MEMORY_MODES)}, got {mode!r}")
+        for blk in self.blocks:
+            blk.keep_hidden = mode == "fast"
 
     def set_backend(self, backend: str | None) -> None:
         self.stem.backend = backend
