@@ -17,6 +17,10 @@ import os
 import sys
 from collections import OrderedDict, defaultdict
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gpu_floor  # noqa: E402  (bytes per op and the H200 HBM floor, issue #11)
+import step_results  # noqa: E402  (the whole-model step table, issue #11)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 PHASES = ("fwd", "bwd", "fwd+bwd")
 
@@ -314,8 +318,9 @@ def render(runs: list[Run], notes: str | None) -> str:
            ""]
     for run in runs:
         title = "GPU" if run.device == "cuda" else "CPU"
-        out += [f"## {title} run", ""] + env_lines(run) + ["", "### Targets", "",
-                                                             "| target | measured | status |", "|---|---|---|"]
+        out += [f"## {title} run", ""] + env_lines(run) + [""]
+        out += step_results.section(step_results.from_benchmarks(run.benchmarks))
+        out += ["### Targets", "", "| target | measured | status |", "|---|---|---|"]
         out += [f"| {w} | {m} | {s} |" for w, m, s in targets(run)]
         out.append("")
         if notes:
@@ -323,6 +328,7 @@ def render(runs: list[Run], notes: str | None) -> str:
         if run.copy_gbs:
             out += [f"Measured copy bandwidth ({run.device}): **{run.copy_gbs:.1f} GB/s** (dst.copy_(src), "
                     "read + write).", ""]
+        out += gpu_floor.floor_section(run)
         out += ["### Per-op times", ""]
         for op in OP_ORDER + tuple(sorted({k[0] for k in run.op_table()} - set(OP_ORDER))):
             out += op_section(run, op)

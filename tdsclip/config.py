@@ -25,6 +25,10 @@ from .config_rules import check_known, coerce, coerce_fields, field_types, load_
 
 # The built-in backbones: patch size and native image size of the vision tower. Other open_clip
 # ViT configs are accepted too (looked up in open_clip, which is slow to import, only when used).
+# memory_mode (fused_ops only): what the side block's MLP keeps for backward, see docs/model.md §4 and
+# bench/target_notes.md. "lean": its input x only (Linear1 and GELU recomputed in backward, one extra GEMM);
+# "fast": x and the pre-GELU hidden h (4d per token per block more, no GEMM recomputed).
+MEMORY_MODES = ("lean", "fast")
 KNOWN_BACKBONES = {"ViT-B-16": (16, 224), "ViT-L-14": (14, 224), "tiny": (16, 64)}
 # "tiny": a small random ViT for tests and the demo (width 64, 3 blocks, 4 heads, patch 16 at 64 px).
 TINY_VISION_CFG = dict(image_size=64, patch_size=16, width=64, layers=3, head_width=16, mlp_ratio=4.0)
@@ -58,6 +62,7 @@ class TDSCLIPConfig:
     # -- execution
     fused_ops: bool = True                  # tds_kernels fused ops (automatic backend) vs plain PyTorch
     grad_checkpoint: bool = False           # checkpoint each side block (use_reentrant=False)
+    memory_mode: str = "lean"               # fused side MLP: lean (keeps x, recomputes Linear1) | fast (keeps h)
 
     def __post_init__(self):
         self.validate()
@@ -174,6 +179,8 @@ class TDSCLIPConfig:
                 raise ValueError(f"{name} must be in [0, 1), got {value}")
         _check_type(self.fused_ops, bool, "fused_ops")
         _check_type(self.grad_checkpoint, bool, "grad_checkpoint")
+        if self.memory_mode not in MEMORY_MODES:
+            raise ValueError(f"memory_mode must be one of {', '.join(MEMORY_MODES)}, got {self.memory_mode!r}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -41,7 +41,10 @@ def test_quick_benchmarks_run_and_report(tmp_path):
     data = json.loads(out_json.read_text())
     benches = data["benchmarks"]
     kinds = {b["extra_info"]["kind"] for b in benches}
-    assert {"op", "copy", "op_memory", "model_memory", "train_step", "data"} <= kinds, kinds
+    assert {"op", "copy", "op_memory", "model_memory", "train_step", "data", "model_step"} <= kinds, kinds
+    steps = [b["extra_info"]["step"] for b in benches if b["extra_info"]["kind"] == "model_step"]
+    assert steps and {"plain", "fused", "fused-fast", "fused+ckpt"} <= set(steps[0]["variants"])
+    assert all(v["step_best_s"] > 0 and v["activation_bytes"] > 0 for v in steps[0]["variants"].values())
     ops = {}
     for b in benches:
         e = b["extra_info"]
@@ -62,7 +65,7 @@ def test_quick_benchmarks_run_and_report(tmp_path):
                            str(out_md), "--notes", ""], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     text = out_md.read_text()
-    for needle in ("## CPU run", "### Targets", "### Per-op times", "### Activation memory", "### End to end",
+    for needle in ("## CPU run", "### Training step and inference of the whole model", "### Targets", "### Per-op times", "### Activation memory", "### End to end",
                    "Temporal max-difference fwd+bwd", "clips / s"):
         assert needle in text, f"{needle!r} missing from the report"
 

@@ -38,6 +38,7 @@ class TDSCLIP(nn.Module):
             dim=config.side_dim, alpha=config.alpha, reduction=config.reduction, pool_kernel=config.pool_kernel,
             stem_padding=config.stem_padding, td_variant=config.td_variant, drop_path=config.drop_path,
             mean=self.backbone.mean, std=self.backbone.std, backend=backend, grad_checkpoint=config.grad_checkpoint)
+        self.side.set_memory_mode(config.memory_mode)
         self.head = ClassifierHead(config.side_dim, config.num_classes, config.head_dropout)
 
     # ------------------------------------------------------------------ switches
@@ -49,6 +50,17 @@ class TDSCLIP(nn.Module):
         """Switches between fused ops (``True``) and the plain PyTorch reference (``False``) in place."""
         self.config.fused_ops = bool(enabled)
         self.side.set_backend(None if enabled else "reference")
+        return self
+
+    @property
+    def memory_mode(self) -> str:
+        return self.config.memory_mode
+
+    def set_memory_mode(self, mode: str) -> "TDSCLIP":
+        """"lean" (the fused side MLP keeps its input only) or "fast" (also its pre-GELU hidden tensor: no
+        GEMM recomputed in backward, 4d floats per token per block more). Only matters with fused_ops."""
+        self.side.set_memory_mode(mode)
+        self.config.memory_mode = mode
         return self
 
     @property
@@ -106,7 +118,8 @@ class TDSCLIP(nn.Module):
     def extra_repr(self) -> str:
         c = self.config
         return (f"backbone={c.backbone}, pretrained={c.pretrained}, side_dim={c.side_dim}, "
-                f"num_classes={c.num_classes}, fused_ops={c.fused_ops}, grad_checkpoint={c.grad_checkpoint}")
+                f"num_classes={c.num_classes}, fused_ops={c.fused_ops}, grad_checkpoint={c.grad_checkpoint}, "
+                f"memory_mode={c.memory_mode}")
 
 
 def build_tdsclip(config: TDSCLIPConfig | dict) -> TDSCLIP:

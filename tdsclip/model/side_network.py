@@ -17,7 +17,8 @@ from torch import nn
 
 import tds_kernels
 
-from .layers import (DropPath, TokenBatchNorm, checkpoint_side_block, lean_batchnorm_linear, lean_layernorm_linear,
+from .layers import (DropPath, TokenBatchNorm, checkpoint_side_block, lean_batchnorm_linear, lean_gelu_linear,
+                     lean_layernorm_linear,
                      pointwise, temporal_dwconv)
 
 # The published side block scales its output projections by (2 · 12)^-0.5, CLIP's
@@ -98,6 +99,7 @@ class SideBlock(nn.Module):
         nn.init.normal_(self.mlp_fc2.weight, std=proj_std)
         self.drop_path = DropPath(drop_path)
         self.backend = backend
+        self.keep_hidden = False  # memory_mode "fast": the MLP keeps its pre-GELU hidden tensor
 
     @property
     def lean(self) -> bool:
@@ -134,7 +136,12 @@ class SideBlock(nn.Module):
 
     def mlp(self, s: torch.Tensor) -> torch.Tensor:
         """``Linear_{4d→d}(GELU(Linear_{d→4d}(BN3d(s))))``; tds_kernels.side_mlp chooses how it runs (plain
-        layers for the reference model, else the fused op or the lean autograd functions)."""
+        layers for the reference model, else the fused op or the lean autograd functions). ``keep_hidden``
+        (memory_mode "fast") picks the lean functions even with a kernel backend: keeping h spares the
+        backward the recomputation of Linear1 (a GEMM) and BN."""
+        if self.keep_hidden and self.lean:
+            h = lean_batchnorm_linear(s, self.mlp_norm, self.mlp_fc1.weight, self.mlp_fc1.bias)
+            return lean_gelu_linear(h, self.mlp_fc2)
         return tds_kernels.side_mlp(s, self.mlp_norm, self.mlp_fc1, self.mlp_fc2, backend=self.backend)
 
 
@@ -164,6 +171,15 @@ class SideNetwork(nn.Module):
         self.pos_embed = nn.Parameter(torch.empty(grid[0] * grid[1], dim))
         nn.init.normal_(self.pos_embed, std=0.01)
         self.lean = backend != "reference"
+
+    def set_memory_mode(self, mode: str) -> None:
+        """"lean" or "fast" (see tdsclip.config.MEMORY_MODES): what the fused side MLPs keep for backward."""
+        from ..config import MEMORY_MODES
+
+        if mode not in MEMORY_MODES:
+            raise ValueError(f"memory_mode must be one of {', '.join(MEMORY_MODES)}, got {mode!r}")
+        for blk in self.blocks:
+            blk.keep_hidden = mode == "fast"
 
     def set_backend(self, backend: str | None) -> None:
         self.stem.backend = backend
