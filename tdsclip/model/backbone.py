@@ -17,6 +17,8 @@ open_clip tag; set ``quick_gelu: false`` for a local non-OpenAI (e.g. LAION) che
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import types
 import zipfile
@@ -186,8 +188,9 @@ def build_backbone(config: TDSCLIPConfig) -> FrozenViT:
     else:
         checkpoint, mean, std, _ = _resolve_pretrained(config)
         # quick_gelu=False overrides a "-quickgelu" model config when the user says so
-        clip = open_clip.create_model(name, load_weights=False, text_cfg=_STUB_TEXT_CFG, quick_gelu=quick_gelu,
-                                      **kwargs)
+        with _without_random_init_warning():
+            clip = open_clip.create_model(name, load_weights=False, text_cfg=_STUB_TEXT_CFG, quick_gelu=quick_gelu,
+                                          **kwargs)
     visual = clip.visual
     if not hasattr(visual, "transformer") or not hasattr(visual, "conv1"):
         raise ValueError(f"backbone {config.backbone!r} did not build a VisionTransformer")
@@ -198,6 +201,23 @@ def build_backbone(config: TDSCLIPConfig) -> FrozenViT:
         load_visual_weights(visual, checkpoint)
     vit = FrozenViT(visual, mean, std)
     return vit.to(DTYPES[config.backbone_dtype])
+
+
+class _DropRandomInitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No pretrained weights loaded")
+
+
+@contextlib.contextmanager
+def _without_random_init_warning():
+    """open_clip logs "No pretrained weights loaded ... initialized randomly" when it builds the architecture
+    only; here that is intended (the weights are loaded afterwards, or random init was asked for)."""
+    flt = _DropRandomInitWarning()
+    logging.getLogger().addFilter(flt)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(flt)
 
 
 def _resolve_pretrained(config: TDSCLIPConfig):
