@@ -26,6 +26,12 @@ def is_model_dir(path: str) -> bool:
         and os.path.isfile(os.path.join(path, WEIGHTS_NAME))
 
 
+def can_save(model) -> bool:
+    """Whether ``model`` carries the config ``save_pretrained`` stores (every tdsclip.archs model does)."""
+    return callable(getattr(model, "saveable_config", None)) or callable(getattr(getattr(model, "config", None),
+                                                                                   "to_dict", None))
+
+
 def model_config_dict(model) -> dict:
     """The config dict stored for ``model``: its architecture's ``to_dict()``, or ``saveable_config()``
     when the model defines one (TDS-CLIP resolves ``pretrained`` / ``quick_gelu`` there)."""
@@ -134,6 +140,37 @@ def from_pretrained(dir_or_hub_id: str, *, device="cpu", overrides: list[str] | 
     if names and callable(getattr(model, "set_class_names", None)):
         model.set_class_names(names)
     return model.to(device).eval()
+
+
+def keep_if_best(model, directory: str, top1: float, **record) -> bool:
+    """Saves ``model`` to ``directory`` when ``top1`` beats the ``val_top1`` stored there (or nothing is);
+    the trainer's best-model hook. ``record``: class_names, train_config and extra fields (epoch, ...).
+    The score lives in the directory's config.json, so a resumed run keeps comparing against it."""
+    path = os.path.join(directory, CONFIG_NAME)
+    if is_model_dir(directory):
+        try:
+            best = float(read_config(directory).get("val_top1", float("-inf")))
+        except (ValueError, TypeError):
+            best = float("-inf")
+        if not top1 > best:
+            return False
+    class_names = record.pop("class_names", None)
+    train_config = record.pop("train_config", None)
+    save_pretrained(model, directory, class_names=class_names, train_config=train_config,
+                    extra={"val_top1": float(top1), **record})
+    return os.path.isfile(path)
+
+
+def checkpoint_state(dir_or_hub_id: str) -> dict:
+    """A model directory in the shape of a training checkpoint (``config``, ``model``, ``class_names``),
+    so that ``tdsclip eval DIR`` runs on it: the run's config when the trainer saved it, else the
+    defaults with the directory's model section (give the data with ``data.root=...`` overrides)."""
+    directory = resolve(dir_or_hub_id)
+    record = read_config(directory)
+    config = dict(record.get("train_config") or {"name": os.path.basename(os.path.normpath(directory))})
+    config["model"] = record["model"]
+    return {"config": config, "model": read_weights(directory), "class_names": list(record.get("class_names") or []),
+            "global_step": int(record.get("global_step") or 0), "epoch": int(record.get("epoch") or 0)}
 
 
 def push_to_hub(model, repo_id: str, *, class_names=None, private: bool | None = None, token: str | None = None,
