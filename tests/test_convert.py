@@ -180,3 +180,22 @@ def test_bad_paths_and_unknown_backbone_exit_2(tmp_path, capsys):
     _save_published(tmp_path / "odd.pth", sd)
     assert convert_main([str(tmp_path / "odd.pth"), str(tmp_path / "out")]) == 2
     assert "--backbone" in capsys.readouterr().err
+
+
+def test_l14_shapes_are_inferred_and_convert_without_allocating():
+    """ViT-L/14 (24 layers, width 1024, patch 14), side width 512, 400 classes: the published names of
+    our meta model, in the published layout, are recognised and convert back to exactly our shapes."""
+    from tdsclip.convert import convert_state_dict, infer_config
+
+    with torch.device("meta"):
+        model = TDSCLIP(TDSCLIPConfig(backbone="ViT-L-14", side_dim=512, num_classes=400))
+    ours = model.state_dict()
+    published = {published_name(k): (v.flatten(-2) if ".td_adapter." in k and k.endswith(("down.weight", "up.weight"))
+                                     else v) for k, v in ours.items()}
+    assert published["visual.transformer.side_transformer.23.mse.conv1.weight"].shape == (32, 512, 1, 1)
+    values = infer_config(published)
+    assert (values["backbone"], values["side_dim"], values["num_classes"], values["reduction"], values["image_size"]) \
+        == ("ViT-L-14", 512, 400, 16, 224)
+    expected = {k: (tuple(v.shape), v.dtype) for k, v in ours.items()}
+    converted = convert_state_dict(published, expected)
+    assert {k: tuple(v.shape) for k, v in converted.items()} == {k: s for k, (s, _) in expected.items()}
