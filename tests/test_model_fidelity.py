@@ -88,3 +88,29 @@ def test_token_batchnorm_float32_gradients_as_accurate_as_the_published_layout()
     for name, o, p, r in zip(("output", "grad x", "grad weight", "grad bias"), ours, published, ref):
         err, err_pub = _rel(o, r), _rel(p, r)
         assert err <= 2 * err_pub + 1e-9, f"{name}: {err:.2e} vs published layout {err_pub:.2e}"
+
+
+def test_float32_training_gradients_of_the_whole_model_stay_close_to_float64():
+    """Every trainable gradient of a float32 model in train mode against the same model in float64
+    (tiny backbone at 224 px: 196 tokens, B·T·N = 3136 rows per BatchNorm). Measured here: 7.2e-5 relative
+    with the 2-D CPU BatchNorm layout, ~1e-6 with the channel-first one."""
+    import copy
+
+    import tdsclip
+
+    torch.manual_seed(0)
+    cfg = tdsclip.TDSCLIPConfig(backbone="tiny", side_dim=64, num_classes=5, num_frames=8, image_size=224,
+                                fused_ops=False)
+    m32 = tdsclip.build_model(cfg)
+    m64 = copy.deepcopy(m32).double()
+    x = torch.randint(0, 256, (2, 8, 5, 3, 224, 224), dtype=torch.uint8)
+    g = torch.randn(2, 5, dtype=torch.float64)
+
+    def grads(m, dtype):
+        m.train()
+        (m(x).to(dtype) * g.to(dtype)).sum().backward()
+        return {n: p.grad.double() for n, p in m.named_parameters() if p.requires_grad}
+
+    g32, g64 = grads(m32, torch.float32), grads(m64, torch.float64)
+    err = sum(((g32[k] - g64[k]) ** 2).sum() for k in g64) ** 0.5 / sum((g64[k] ** 2).sum() for k in g64) ** 0.5
+    assert err.item() < 1e-5
