@@ -96,7 +96,7 @@ def config_for(geometry: str):
 
 def build(case: StepCase, device: str, seed: int = 0):
     """(model, clips, labels) for the case, model in plain mode, random weights from ``seed``."""
-    from tdsclip.model import build_model
+    from tdsclip import build_model
 
     config = config_for(case.geometry)
     torch.manual_seed(seed)

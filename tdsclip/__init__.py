@@ -17,6 +17,14 @@ def build_model(config):
     return _build(config)
 
 
+def from_pretrained(dir_or_hub_id: str, **kwargs):
+    """The model of any architecture saved by ``save_pretrained`` (a directory with config.json +
+    model.safetensors, or a Hugging Face hub id); see :func:`tdsclip.hub.from_pretrained`."""
+    from .hub import from_pretrained as _load
+
+    return _load(dir_or_hub_id, **kwargs)
+
+
 def __getattr__(name: str):
     # The version is written once, in tds_kernels/version.py; read lazily, since importing the
     # tds_kernels package loads torch and importing tdsclip stays cheap.
@@ -24,7 +32,11 @@ def __getattr__(name: str):
         from tds_kernels.version import __version__
 
         return __version__
+    if name == "TDSCLIP":  # imported on first use: torch / open_clip / tds_kernels are slow to import
+        from .model import TDSCLIP
+
+        return TDSCLIP
     raise AttributeError(f"module 'tdsclip' has no attribute {name!r}")
 
 
-__all__ = ["TDSCLIPConfig", "build_model", "__version__"]
+__all__ = ["TDSCLIPConfig", "TDSCLIP", "build_model", "from_pretrained", "__version__"]

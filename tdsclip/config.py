@@ -42,9 +42,9 @@ BACKBONE_DTYPES = ("float32", "float16", "bfloat16")
 class TDSCLIPConfig:
     arch: str = "tdsclip"                   # model family (tdsclip.archs); always "tdsclip" for this class
     # -- frozen spatial encoder (SPEC §2)
-    backbone: str = "ViT-B-16"              # open_clip model name (ViT-B-16, ViT-L-14, ...) or "tiny"
+    backbone: str = "ViT-B-16"              # open_clip model name (ViT-B-16, ViT-L-14, hf-hub:org/repo) or "tiny"
     pretrained: Optional[str] = None        # None (random), an open_clip tag ("openai"), or a checkpoint path
-    quick_gelu: Optional[bool] = None       # None: as the pretrained tag says (OpenAI weights need QuickGELU)
+    quick_gelu: Optional[bool] = None       # None: the tag's flag; else QuickGELU for ViT-B-16/L-14 (published)
     backbone_dtype: str = "float32"         # storage dtype of the frozen weights: float32 | float16 | bfloat16
     image_size: Optional[int] = None        # None: the backbone's native size (224; 64 for "tiny")
     # -- input (SPEC §1)
@@ -202,7 +202,7 @@ def backbone_geometry(name: str) -> tuple[int, int]:
 def _open_clip_vision_cfg(name: str) -> dict:
     import open_clip  # slow import: only for names outside KNOWN_BACKBONES
 
-    cfg = open_clip.get_model_config(name)
+    cfg = _hub_model_cfg(name) if name.startswith("hf-hub:") else open_clip.get_model_config(name)
     if cfg is None:
         vits = [m for m in open_clip.list_models() if m.startswith("ViT-")]
         close = difflib.get_close_matches(name, vits + ["tiny"], n=3)
@@ -217,7 +217,26 @@ def _open_clip_vision_cfg(name: str) -> dict:
     return vision
 
 
+def _hub_model_cfg(name: str) -> dict:
+    """The open_clip model config of an ``hf-hub:org/repo`` backbone (its open_clip_config.json)."""
+    import json
+
+    from huggingface_hub import hf_hub_download
+
+    repo = name[len("hf-hub:"):]
+    try:
+        path = hf_hub_download(repo, "open_clip_config.json")
+    except Exception as exc:  # offline without a cached copy, no such repository
+        raise ValueError(f"backbone {name!r}: cannot read open_clip_config.json of {repo!r} from the Hugging Face "
+                         f"hub ({type(exc).__name__}: {exc})") from exc
+    with open(path, encoding="utf-8") as f:
+        return json.load(f).get("model_cfg", {})
+
+
 def _check_pretrained(backbone: str, pretrained: str) -> None:
+    if backbone.startswith("hf-hub:"):
+        raise ValueError(f"pretrained {pretrained!r}: an hf-hub: backbone brings its own weights; set pretrained "
+                         "to null")
     if os.path.isfile(pretrained):
         return
     if backbone == "tiny":

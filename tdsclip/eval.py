@@ -3,6 +3,7 @@
     tdsclip eval runs/ssv2_b16                       # newest checkpoint of a run, the config's protocol
     tdsclip eval CKPT.pt --views multi --num-clips 2 # 3 crops x 2 clips, softmax scores averaged per video
     tdsclip eval CKPT.pt --views single              # one centre crop, one clip
+    tdsclip eval models/ssv2_b16 --data-root DATA     # a model directory (tdsclip convert, <run>/best)
     torchrun --nproc_per_node 4 -m tdsclip.eval CKPT.pt ...
 
 Writes ``eval_<split>_<views>.json`` (top-1, top-5, mean class accuracy, per-class accuracy, the
@@ -108,7 +109,8 @@ def load_model_from_checkpoint(path: str, overrides: list[str], device, state: d
 
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("checkpoint", help="a checkpoint .pt, or a run directory (its newest checkpoint)")
+    p.add_argument("checkpoint", help="a checkpoint .pt, a run directory (its newest checkpoint), or a model "
+                                      "directory (config.json + model.safetensors)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides of the stored config (data.root=...)")
     p.add_argument("--set", dest="set_items", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--views", choices=("single", "multi"), help="single view, or num_crops x num_clips (eval.views)")
@@ -143,14 +145,18 @@ def run_eval(checkpoint: str, overrides: list[str], output: str | None = None, d
     ``info``: an existing DistInfo (default: join the torchrun process group, if any)."""
     from .engine import distributed
     from .engine.checkpoint import latest_readable, load_checkpoint
+    from .hub import WEIGHTS_NAME, checkpoint_state, is_model_dir
 
-    path = latest_readable(checkpoint, f"eval {checkpoint}") if os.path.isdir(checkpoint) else checkpoint
-    if path is None:
-        raise FileNotFoundError(f"{checkpoint!r} is a directory without checkpoint_step*.pt files")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {checkpoint!r} does not exist")
     t0 = time.perf_counter()
-    state = load_checkpoint(path)
+    if is_model_dir(checkpoint):  # a model directory (tdsclip convert / save_pretrained / <run>/best)
+        path, state = os.path.join(checkpoint, WEIGHTS_NAME), checkpoint_state(checkpoint)
+    else:
+        path = latest_readable(checkpoint, f"eval {checkpoint}") if os.path.isdir(checkpoint) else checkpoint
+        if path is None:
+            raise FileNotFoundError(f"{checkpoint!r} is a directory without checkpoint_step*.pt files")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"checkpoint {checkpoint!r} does not exist")
+        state = load_checkpoint(path)
     own_group = info is None
     if own_group:
         info = distributed.init_distributed(checkpoint_config(state, overrides).runtime.device)

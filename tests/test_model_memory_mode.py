@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from tdsclip.config import TDSCLIPConfig
-from tdsclip.model import build_model
+from tdsclip import build_model
 from tdsclip.model.summary import activation_bytes
 
 

@@ -34,6 +34,7 @@ class ClipSpec:
     aug: AugConfig
     seed: int
     window: int = 5
+    train_rule: str = "kinetics"  # training-time centre sampling (sampling.train_rule_for the data set kind)
 
 
 @dataclass
@@ -83,7 +84,7 @@ def prepare_item(spec: ClipSpec, dataset: VideoDataset, flip_map: np.ndarray, me
     S = spec.image_size
     if spec.split == "train":
         frames = clip_frame_indices(n, T, "train", rng=np.random.default_rng([spec.seed, epoch, video, 1]),
-                                    window=spec.window)
+                                    window=spec.window, train_rule=spec.train_rule)
         plans = [spec.aug.draw_train(np.random.default_rng([spec.seed, epoch, video, 2, c]), meta.height, meta.width, S)
                  for c in range(spec.copies)]
     elif spec.split == "val":

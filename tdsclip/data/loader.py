@@ -30,6 +30,7 @@ import torch
 from .augment import AugConfig
 from .clips import ClipSpec, MetaCache, assemble, host_items, prepare_item, process_items_host
 from .dataset import VideoDataset
+from .sampling import train_rule_for
 from .video_io import DALI_CPU_CODECS, FRAMES_DIR_CODEC, VideoError
 
 log = logging.getLogger("tdsclip.data")
@@ -173,7 +174,8 @@ class VideoClipLoader:
         self.pad_shards = split == "train"
         copies = repeated_aug if split == "train" else (num_crops if split == "test" else 1)
         self.num_clips = num_clips if split == "test" else 1
-        self.spec = ClipSpec(split, num_frames, image_size, copies, self.num_clips, aug, seed, window)
+        self.spec = ClipSpec(split, num_frames, image_size, copies, self.num_clips, aug, seed, window,
+                             train_rule_for(dataset.kind))
         self.flip_map = dataset.flip_label_map()
         self.epoch, self.start_batch = 0, 0
         self._current = (0, [])

@@ -373,6 +373,17 @@ class Trainer:
         progress.write(f"train: {why}: wrote {self.last_checkpoint} at step {self.global_step}; "
                        "continue with --resume auto")
 
+    def _keep_best(self) -> None:
+        """``<output>/best/``: the model with the best validation top-1 so far, as a model directory
+        (config.json + model.safetensors, tdsclip.hub) that eval, predict and from_pretrained load."""
+        from tdsclip.hub import can_save, keep_if_best
+
+        if can_save(self.model) and keep_if_best(self.model, os.path.join(self.out, "best"), self.last_val["top1"],
+                        class_names=list(getattr(self.data, "class_names", []) or []),
+                        train_config=self.cfg.to_dict(), epoch=self.epoch + 1, global_step=self.global_step):
+            self.metrics.write("event", self.global_step, event="best", top1=self.last_val["top1"],
+                               path=os.path.join(self.out, "best"))
+
     def _end_epoch(self, progress: Progress) -> None:
         cfg = self.cfg
         loss_sum, hits, clips = self.epoch_stats
@@ -386,6 +397,8 @@ class Trainer:
             if self.last_val["num"]:
                 self.metrics.write("val", self.global_step, epoch=self.epoch + 1, **self.last_val)
                 record.update({f"val_{k}": v for k, v in self.last_val.items()})
+        if self.info.is_main and "val_top1" in record:
+            self._keep_best()
         self.metrics.write("epoch", self.global_step, **record)
         progress.write("train: epoch {epoch}: loss {train_loss:.4f} top-1 {train_top1:.1f}%".format(**record)
                        + (f", val top-1 {self.last_val['top1']:.1f}% top-5 {self.last_val['top5']:.1f}% "

@@ -8,12 +8,13 @@ import torch
 from torch import nn
 
 from ..config import TDSCLIPConfig
+from ..hub import PretrainedMixin
 from .backbone import FrozenViT, build_backbone
 from .head import ClassifierHead
 from .side_network import SideNetwork
 
 
-class TDSCLIP(nn.Module):
+class TDSCLIP(PretrainedMixin, nn.Module):
     """TDS-CLIP: clips ``(B, T, 5, 3, H, W)`` → logits ``(B, num_classes)``.
 
     * ``clips``: uint8 or float pixel values in [0, 255]; for each of the T segments the 5-frame
@@ -25,6 +26,9 @@ class TDSCLIP(nn.Module):
     ``fused_ops`` picks tds_kernels' fused ops (best available backend) or the plain PyTorch
     reference for the SME stem, TD-Adapter and CLS shift, and the memory-lean forms of the side
     connection and MLP; the parameters, buffers and state_dict keys are the same either way.
+
+    ``save_pretrained(dir)`` / ``TDSCLIP.from_pretrained(dir_or_hub_id)`` / ``push_to_hub(repo)``: the
+    Hugging Face layout of :mod:`tdsclip.hub` (config.json + model.safetensors).
     """
 
     def __init__(self, config: TDSCLIPConfig):
@@ -110,6 +114,18 @@ class TDSCLIP(nn.Module):
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_tokens(clips))
+
+    # ------------------------------------------------------------------ saving
+    def saveable_config(self) -> dict:
+        """The config stored by ``save_pretrained``: the backbone's weights travel in model.safetensors,
+        so ``pretrained`` becomes null and the activation it implied is written out (a null
+        ``pretrained`` would otherwise pick the OpenAI-architecture default)."""
+        from open_clip.transformer import QuickGELU
+
+        values = self.config.to_dict()
+        values["pretrained"] = None
+        values["quick_gelu"] = isinstance(self.backbone.resblocks[0].mlp.gelu, QuickGELU)
+        return values
 
     # ------------------------------------------------------------------ bookkeeping
     def trainable_parameters(self):

@@ -53,9 +53,9 @@ class SideConnection(nn.Module):
     def __init__(self, width: int, dim: int):
         super().__init__()
         self.norm = nn.LayerNorm(width)  # published: ones / zeros (the default)
+        # published: nn.Linear's default init (weight and bias). The N(0, (2d)^-0.5) init in that code is
+        # applied to the text tower's side_linears, which the video model never uses (docs/model.md §7).
         self.proj = nn.Linear(width, dim)
-        # published: side_linears weight ~ N(0, (2d)^-0.5); bias keeps nn.Linear's default init.
-        nn.init.normal_(self.proj.weight, std=(2 * dim) ** -0.5)
 
     def forward(self, x: torch.Tensor, lean: bool = False) -> torch.Tensor:
         if lean and not x.requires_grad:
