@@ -300,11 +300,13 @@ def e2e_section(run: Run) -> list[str]:
         lines.append("")
     data = run.by_kind["data"]
     if data:
-        lines += ["Data loading (demo data, one train epoch, 2 augmented clips per video):", "",
-                  "| decode path | videos | image | clips / s |", "|---|---|---|---|"]
+        lines += ["Data loading (one train epoch: T = 8 segments x 5-frame windows, repeated augmentation x2; "
+                  "bench/test_data_loading.py):", "",
+                  "| source | decode path | videos | image | augmentation | clips / s |", "|---|---|---|---|---|---|"]
         for b in data:
             e = b["extra_info"]
-            lines.append(f"| {e['path']} | {e['videos']} | {e['image']} px | {e['clips_per_epoch'] / seconds(b):.1f} |")
+            lines.append(f"| {e.get('source', 'videos')} | {e['path']} | {e['videos']} | {e['image']} px | "
+                         f"{e.get('aug', 'light')} | {e['clips_per_epoch'] / seconds(b):.1f} |")
         lines.append("")
     return lines
 

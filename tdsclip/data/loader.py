@@ -6,9 +6,13 @@ Paths (chosen once per loader, logged once per process):
   whole augmentation on the GPU.
 * ``dali-cpu``: on the CPU with DALI installed, DALI's CPU decoder (VP8/VP9/MJPEG) and the same
   graph on CPU threads.
+
+Frame folders (the published Something-Something recipe reads extracted JPEG frames) are decoded by
+DALI's image decoder on both DALI paths (nvJPEG on the GPU, libjpeg-turbo on the CPU) and go through
+the same augmentation graph; PIL reads them only on the ``pyav`` path and as the fallback.
 * ``pyav``: PyAV decoding + torch augmentation in DataLoader worker processes.
 
-Items DALI cannot take (codec not supported on that device, frame folders) and every item of a
+Items DALI cannot take (codec not supported on that device) and every item of a
 DALI batch that failed to decode go through the PyAV path inside the same batch, so a bad file
 costs one batch re-run, never the epoch. Files that fail there too are skipped: a warning names
 the file, ``loader.skipped`` counts them, and the count is reported at the end of the epoch;
@@ -185,6 +189,7 @@ class VideoClipLoader:
         self.dali_threads = dali_threads
         self._cache = MetaCache(dataset)
         self._runner = None
+        self._image_runner = None  # frame folders: a DALI graph with an image decoder (built when first needed)
         self._host_loader = None
         self.path = self._choose_path(backend)
 
@@ -251,7 +256,7 @@ class VideoClipLoader:
         n = len(self.dataset)
         for i in sorted({int(round(x)) for x in np.linspace(0, n - 1, min(n, 8))}):
             try:
-                if self._cache.get(i).codec in DALI_CPU_CODECS:
+                if self._cache.get(i).codec in DALI_CPU_CODECS or self._cache.get(i).codec == FRAMES_DIR_CODEC:
                     return True
             except VideoError:
                 continue
@@ -259,7 +264,7 @@ class VideoClipLoader:
 
     def _dali_ok(self, codec: str) -> bool:
         if codec == FRAMES_DIR_CODEC:
-            return False
+            return True  # DALI's image decoder, on either device
         if self.path == "dali-gpu":
             from .dali_pipeline import DALI_GPU_CODECS
 
@@ -315,13 +320,6 @@ class VideoClipLoader:
 
     def _iter_dali(self, epoch: int, keys: list):
         """Runs the DALI loop in a producer thread (one batch ahead) so decoding overlaps training."""
-        if self._runner is None:
-            from .dali_pipeline import DaliClipRunner
-
-            self._runner = DaliClipRunner(max_batch=self.batch_size * self.spec.num_clips, copies=self.spec.copies,
-                                          num_slots=self.spec.aug.num_slots if self.split == "train" else 0,
-                                          size=self.spec.image_size, device=self.device,
-                                          num_threads=self.dali_threads, seed=self.seed)
         q: queue.Queue = queue.Queue(maxsize=2)
         stop = threading.Event()
         done = object()
@@ -365,10 +363,23 @@ class VideoClipLoader:
             stop.set()
             th.join()
 
+    def _dali_runner(self, folders: bool):
+        """The DALI graph for video files, or for frame folders (image decoder), built when first needed."""
+        attr = "_image_runner" if folders else "_runner"
+        if getattr(self, attr) is None:
+            from .dali_pipeline import DaliClipRunner
+
+            setattr(self, attr, DaliClipRunner(
+                max_batch=self.batch_size * self.spec.num_clips, copies=self.spec.copies,
+                num_slots=self.spec.aug.num_slots if self.split == "train" else 0, size=self.spec.image_size,
+                device=self.device, num_threads=self.dali_threads, seed=self.seed,
+                num_images=self.spec.num_frames * self.spec.window if folders else 0))
+        return getattr(self, attr)
+
     def _dali_batch(self, keys: list, epoch: int):
         """One batch: DALI for the items it can decode, PyAV for the rest and for failed DALI batches."""
         spec, ds = self.spec, self.dataset
-        items, host_keys, bad = [], [], {}
+        items, folder_items, host_keys, bad = [], [], [], {}
         for video, clip in keys:
             if video in bad:
                 continue
@@ -378,25 +389,35 @@ class VideoClipLoader:
                 bad[video] = e.reason
                 continue
             if self._dali_ok(meta.codec):
-                items.append(prepare_item(spec, ds, self.flip_map, meta, video, clip, epoch))
+                item = prepare_item(spec, ds, self.flip_map, meta, video, clip, epoch)
+                (folder_items if meta.codec == FRAMES_DIR_CODEC else items).append(item)
             else:
-                if meta.codec != FRAMES_DIR_CODEC:
-                    _log_once(f"{meta.codec} videos are decoded by PyAV: DALI on {self.device.type} does not take them")
+                _log_once(f"{meta.codec} videos are decoded by PyAV: DALI on {self.device.type} does not take them")
                 host_keys.append((video, clip))
         done: dict[int, list] = {}
-        if items:
+        for group, folders in ((items, False), (folder_items, True)):
+            if not group:
+                continue
+            runner = self._dali_runner(folders)
+            plans = [[it.plans[c].pack(runner.num_slots) for it in group] for c in range(spec.copies)]
             try:
-                encoded = [np.fromfile(it.record.path, dtype=np.uint8) for it in items]
-                outs = self._runner.run(encoded, [it.frames for it in items],
-                                        [[it.plans[c].pack(self._runner.num_slots) for it in items]
-                                         for c in range(spec.copies)])
+                if folders:
+                    def read_image(i, k, group=group):
+                        return np.fromfile(os.path.join(group[i].record.path, ds.frame_template.format(k + 1)),
+                                           dtype=np.uint8)
+
+                    outs = runner.run_images(read_image, [it.frames for it in group], plans)
+                else:
+                    encoded = [np.fromfile(it.record.path, dtype=np.uint8) for it in group]
+                    outs = runner.run(encoded, [it.frames for it in group], plans)
             except Exception as e:  # noqa: BLE001 - DALI raises RuntimeError for any sample's failure
-                _log_once(f"a DALI batch failed ({str(e).splitlines()[0][:200]}); such batches are re-run with PyAV")
-                host_keys = [(it.video, it.clip) for it in items] + host_keys
+                _log_once(f"a DALI batch failed ({str(e).splitlines()[0][:200]}); such batches are re-run with "
+                          "PyAV/PIL")
+                host_keys = [(it.video, it.clip) for it in group] + host_keys
             else:
                 stacked = torch.stack(outs, dim=1)  # (items, copies, T*W, 3, S, S)
-                stacked = stacked.view(len(items), spec.copies, spec.num_frames, spec.window, *stacked.shape[-3:])
-                for i, it in enumerate(items):
+                stacked = stacked.view(len(group), spec.copies, spec.num_frames, spec.window, *stacked.shape[-3:])
+                for i, it in enumerate(group):
                     done.setdefault(it.video, []).append((stacked[i], it.labels))
         if host_keys:
             host_done, host_bad = host_items(spec, ds, self.flip_map, self._cache, host_keys, epoch)
