@@ -197,11 +197,11 @@ def from_dict(raw: dict) -> TrainConfig:
     model = raw.get("model") or {}
     if not isinstance(model, dict):
         raise TypeError(f"config section 'model' must be a mapping, got {model!r}")
-    from tdsclip.config import TDSCLIPConfig  # validates the model section; errors name the key
+    from tdsclip.archs import model_config_from_dict  # validates the model section of its arch; errors name the key
 
     cfg = TrainConfig(
         name=str(raw.get("name", "custom")),
-        model=TDSCLIPConfig.from_dict(model).to_dict(),
+        model=model_config_from_dict(model).to_dict(),
         data=_build_section(DataConfig, raw.get("data"), "data"),
         optim=_build_section(OptimConfig, raw.get("optim"), "optim"),
         runtime=_build_section(RuntimeConfig, raw.get("runtime"), "runtime"),
@@ -255,9 +255,18 @@ def load_raw(name: str, _seen: tuple = ()) -> dict:
     own_name = raw.get("name") or os.path.splitext(os.path.basename(path))[0]
     base = raw.pop("base", None)
     if base:
-        raw = deep_merge(load_raw(base, _seen + (os.path.abspath(path),)), raw)
+        base_raw = load_raw(base, _seen + (os.path.abspath(path),))
+        own_arch = (raw.get("model") or {}).get("arch") if isinstance(raw.get("model"), dict) else None
+        if own_arch is not None and own_arch != _arch_of(base_raw):  # another arch's model keys do not apply
+            base_raw.pop("model", None)
+        raw = deep_merge(base_raw, raw)
     raw["name"] = own_name
     return raw
+
+
+def _arch_of(raw: dict) -> str:
+    model = raw.get("model")
+    return model.get("arch", "tdsclip") if isinstance(model, dict) else "tdsclip"
 
 
 def load_config(name: str, overrides: list[str] | None = None) -> TrainConfig:
