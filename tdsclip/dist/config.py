@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from ..config import (BACKBONE_DTYPES, TDSCLIPConfig, _check_int, _check_number, _check_pretrained, _check_type,
-                      _choice, backbone_geometry)
+from ..config import TDSCLIPConfig, _check_int, _check_number, _check_type, _choice, validate_frozen_tower
 
 DENSE_SAMPLINGS = ("window", "segments")
 INTEGRATION_RESIDUALS = ("final", "every")
@@ -90,22 +89,7 @@ class DiSTConfig:
     def validate(self) -> None:
         if self.arch != "dist":
             raise ValueError(f"arch: DiSTConfig is the config of arch 'dist', got {self.arch!r}")
-        _check_type(self.backbone, str, "backbone")
-        patch, _native = backbone_geometry(self.backbone)
-        if self.pretrained is not None:
-            _check_type(self.pretrained, str, "pretrained")
-            if self.pretrained.strip() == "":
-                self.pretrained = None
-        if self.pretrained is not None:
-            _check_pretrained(self.backbone, self.pretrained)
-        if self.quick_gelu is not None:
-            _check_type(self.quick_gelu, bool, "quick_gelu")
-        _choice(self.backbone_dtype, BACKBONE_DTYPES, "backbone_dtype")
-        if self.image_size is not None:
-            _check_int(self.image_size, "image_size")
-            if self.image_size <= 0 or self.image_size % patch:
-                raise ValueError(f"image_size must be a positive multiple of the patch size {patch} of "
-                                 f"{self.backbone}, got {self.image_size}")
+        validate_frozen_tower(self)
         _choice(self.dense_sampling, DENSE_SAMPLINGS, "dense_sampling")
         for name in ("num_frames", "gamma", "stem_kernel_t", "temporal_kernel", "pooling_layers", "num_classes"):
             _check_int(getattr(self, name), name)
