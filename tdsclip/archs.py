@@ -50,6 +50,8 @@ def register_arch(name: str, config: str, builder: str, summary: str) -> None:
 
 register_arch("tdsclip", "tdsclip.config:TDSCLIPConfig", "tdsclip.model:build_tdsclip",
               "TDS-CLIP: frozen CLIP ViT + temporal difference side network")
+register_arch("dist", "tdsclip.dist.config:DiSTConfig", "tdsclip.dist.network:build_model",
+              "DiST: frozen CLIP ViT + dense temporal encoder + integration branch, contrastive text head")
 
 
 def _load(target: str):

@@ -136,22 +136,7 @@ class TDSCLIPConfig:
     def validate(self) -> None:
         if self.arch != "tdsclip":
             raise ValueError(f"arch: TDSCLIPConfig is the config of arch 'tdsclip', got {self.arch!r}")
-        _check_type(self.backbone, str, "backbone")
-        patch, _native = backbone_geometry(self.backbone)  # raises on an unknown backbone
-        if self.pretrained is not None:
-            _check_type(self.pretrained, str, "pretrained")
-            if self.pretrained.strip() == "":
-                self.pretrained = None
-        if self.pretrained is not None:
-            _check_pretrained(self.backbone, self.pretrained)
-        if self.quick_gelu is not None:
-            _check_type(self.quick_gelu, bool, "quick_gelu")
-        _choice(self.backbone_dtype, BACKBONE_DTYPES, "backbone_dtype")
-        if self.image_size is not None:
-            _check_int(self.image_size, "image_size")
-            if self.image_size <= 0 or self.image_size % patch:
-                raise ValueError(f"image_size must be a positive multiple of the patch size {patch} of "
-                                 f"{self.backbone}, got {self.image_size}")
+        validate_frozen_tower(self)
         _check_int(self.num_frames, "num_frames")
         if self.num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {self.num_frames}")
@@ -181,6 +166,27 @@ class TDSCLIPConfig:
         _check_type(self.grad_checkpoint, bool, "grad_checkpoint")
         if self.memory_mode not in MEMORY_MODES:
             raise ValueError(f"memory_mode must be one of {', '.join(MEMORY_MODES)}, got {self.memory_mode!r}")
+
+
+def validate_frozen_tower(cfg) -> None:
+    """Checks the frozen-tower fields every architecture's config shares (backbone, pretrained,
+    quick_gelu, backbone_dtype, image_size); an empty ``pretrained`` becomes None."""
+    _check_type(cfg.backbone, str, "backbone")
+    patch, _native = backbone_geometry(cfg.backbone)  # raises on an unknown backbone
+    if cfg.pretrained is not None:
+        _check_type(cfg.pretrained, str, "pretrained")
+        if cfg.pretrained.strip() == "":
+            cfg.pretrained = None
+    if cfg.pretrained is not None:
+        _check_pretrained(cfg.backbone, cfg.pretrained)
+    if cfg.quick_gelu is not None:
+        _check_type(cfg.quick_gelu, bool, "quick_gelu")
+    _choice(cfg.backbone_dtype, BACKBONE_DTYPES, "backbone_dtype")
+    if cfg.image_size is not None:
+        _check_int(cfg.image_size, "image_size")
+        if cfg.image_size <= 0 or cfg.image_size % patch:
+            raise ValueError(f"image_size must be a positive multiple of the patch size {patch} of "
+                             f"{cfg.backbone}, got {cfg.image_size}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -201,9 +201,18 @@ def load_raw(name: str, _seen: tuple = ()) -> dict:
     own_name = raw.get("name") or os.path.splitext(os.path.basename(path))[0]
     base = raw.pop("base", None)
     if base:
-        raw = deep_merge(load_raw(base, _seen + (os.path.abspath(path),)), raw)
+        base_raw = load_raw(base, _seen + (os.path.abspath(path),))
+        own_arch = (raw.get("model") or {}).get("arch") if isinstance(raw.get("model"), dict) else None
+        if own_arch is not None and own_arch != _arch_of(base_raw):  # another arch's model keys do not apply
+            base_raw.pop("model", None)
+        raw = deep_merge(base_raw, raw)
     raw["name"] = own_name
     return raw
+
+
+def _arch_of(raw: dict) -> str:
+    model = raw.get("model")
+    return model.get("arch", "tdsclip") if isinstance(model, dict) else "tdsclip"
 
 
 def load_config(name: str, overrides: list[str] | None = None) -> TrainConfig:
