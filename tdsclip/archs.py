@@ -50,6 +50,8 @@ def register_arch(name: str, config: str, builder: str, summary: str) -> None:
 
 register_arch("tdsclip", "tdsclip.config:TDSCLIPConfig", "tdsclip.model:build_model",
               "TDS-CLIP: frozen CLIP ViT + temporal difference side network")
+register_arch("amflow", "tdsclip.amflow.config:AMFlowConfig", "tdsclip.amflow.model:build",
+              "AM flow: frozen DINOv2 / CLIP ViT + attention-map-flow adapters + per-block temporal heads")
 
 
 def _load(target: str):

@@ -4,8 +4,9 @@ A run is described by one YAML file (shipped ones live in ``tdsclip/configs/``; 
 names ``tdsclip/configs/demo.yaml``, anything with a ``/`` or ``.yaml`` is a path) with optional
 ``base: <other config>`` inheritance, then ``key=value`` overrides from the command line.
 Sections other than ``model`` are typed dataclasses below: an unknown key or a value of the
-wrong type is an error naming the key. The ``model`` section is handed to
-``tdsclip.config.TDSCLIPConfig`` (which validates it).
+wrong type is an error naming the key. The ``model`` section is handed to the config class of its
+``arch`` (``tdsclip.archs``; ``tdsclip.config.TDSCLIPConfig`` by default), which validates it; a
+config whose ``model.arch`` differs from its base's does not inherit the base's ``model`` section.
 """
 from __future__ import annotations
 
@@ -197,11 +198,11 @@ def from_dict(raw: dict) -> TrainConfig:
     model = raw.get("model") or {}
     if not isinstance(model, dict):
         raise TypeError(f"config section 'model' must be a mapping, got {model!r}")
-    from tdsclip.config import TDSCLIPConfig  # validates the model section; errors name the key
+    from tdsclip.archs import model_config_from_dict  # validates the model section of its arch
 
     cfg = TrainConfig(
         name=str(raw.get("name", "custom")),
-        model=TDSCLIPConfig.from_dict(model).to_dict(),
+        model=model_config_from_dict(model).to_dict(),
         data=_build_section(DataConfig, raw.get("data"), "data"),
         optim=_build_section(OptimConfig, raw.get("optim"), "optim"),
         runtime=_build_section(RuntimeConfig, raw.get("runtime"), "runtime"),
@@ -255,9 +256,17 @@ def load_raw(name: str, _seen: tuple = ()) -> dict:
     own_name = raw.get("name") or os.path.splitext(os.path.basename(path))[0]
     base = raw.pop("base", None)
     if base:
-        raw = deep_merge(load_raw(base, _seen + (os.path.abspath(path),)), raw)
+        base_raw = load_raw(base, _seen + (os.path.abspath(path),))
+        if _arch(raw) != _arch(base_raw):  # another architecture's model fields would not apply
+            base_raw.pop("model", None)
+        raw = deep_merge(base_raw, raw)
     raw["name"] = own_name
     return raw
+
+
+def _arch(raw: dict) -> str:
+    model = raw.get("model")
+    return model.get("arch", "tdsclip") if isinstance(model, dict) else "tdsclip"
 
 
 def load_config(name: str, overrides: list[str] | None = None) -> TrainConfig:
