@@ -11,7 +11,7 @@ from tdsclip.amflow.adapters import AligningEncoder, ScaledParallelAdapter
 from tdsclip.amflow.backbones import build_image_model
 from tdsclip.amflow.config import AMFlowConfig
 from tdsclip.amflow.flow import (am_flow, attention_distribution, column_logits, column_logits_explicit,
-                                 temporal_adjacent_absdiff)
+                                 normalise_flow, temporal_adjacent_absdiff)
 from tdsclip.amflow.temporal import TCN, LSTMTemporal, TemporalHead, TransformerTemporal
 
 
@@ -85,6 +85,18 @@ def test_am_flow_against_aligned_next_frame():
     out = am_flow(a, a_next)
     torch.testing.assert_close(out[:, :3], (a[:, :3] - a_next).abs())
     assert (out[:, 3] == 0).all()
+
+
+def test_normalise_flow_unit_rms_zero_stays_zero_finite_gradient():
+    flow = torch.rand(2, 3, 7, 2, dtype=torch.float64)
+    flow[:, -1] = 0  # the last frame
+    flow.requires_grad_()
+    out = normalise_flow(flow)
+    rms = out.square().mean(dim=2).sqrt()
+    torch.testing.assert_close(rms[:, :-1], torch.ones_like(rms[:, :-1]))
+    assert (out[:, -1] == 0).all()
+    out.sum().backward()
+    assert torch.isfinite(flow.grad).all()
 
 
 # --------------------------------------------------------------------------------------------- adapters

@@ -53,6 +53,10 @@ class FrozenImageModel(nn.Module):
     def num_layers(self) -> int:
         return len(self.blocks)
 
+    def num_tokens(self, image_size: int) -> int:
+        """L: patches plus class (and register) tokens at ``image_size``."""
+        return (image_size // self.patch_size) ** 2 + self.num_prefix_tokens
+
     def split_heads(self, qkv: torch.Tensor):
         M, L, _ = qkv.shape
         q, k, v = qkv.view(M, L, 3, self.num_heads, self.width // self.num_heads).permute(2, 0, 3, 1, 4)
@@ -74,6 +78,8 @@ class TimmViT(FrozenImageModel):
         self.blocks = vit.blocks
         self.width = int(vit.embed_dim)
         self.num_heads = int(vit.blocks[0].attn.num_heads)
+        self.patch_size = int(vit.patch_embed.patch_size[0])
+        self.num_prefix_tokens = int(vit.num_prefix_tokens)
         self.mean, self.std = tuple(mean), tuple(std)
         for blk in self.blocks:
             attn = blk.attn
@@ -117,6 +123,7 @@ class OpenClipViT(FrozenImageModel):
         self.blocks = frozen_vit.resblocks
         self.width = int(frozen_vit.width)
         self.num_heads = int(self.blocks[0].attn.num_heads)
+        self.patch_size, self.num_prefix_tokens = frozen_vit.patch_size, 1
         self.mean, self.std = frozen_vit.mean, frozen_vit.std
         for blk in self.blocks:
             if not isinstance(getattr(blk, "ln_attn", nn.Identity()), nn.Identity):

@@ -25,6 +25,7 @@ BACKBONES = {
 TINY_TIMM_KWARGS = dict(embed_dim=64, depth=3, num_heads=4, patch_size=16)
 TEMPORAL_MODULES = ("tcn", "lstm", "transformer")
 AM_HEADS = ("mean", "per_head")
+TOKEN_POOLS = ("learned", "mean")
 
 
 @dataclass
@@ -49,6 +50,7 @@ class AMFlowConfig:
     align_mlp_ratio: float = 1.0            # feed-forward width / backbone width in the aligning encoder
     # -- temporal modules (two per adapted block) and heads
     temporal: str = "tcn"                   # tcn | lstm | transformer
+    token_pool: str = "learned"             # tokens -> frame vector: learned per-token weights (mean at init) | mean
     temporal_dim: Optional[int] = None      # hidden width; None = adapter width
     temporal_layers: int = 1                # TCN levels / LSTM layers / transformer layers
     temporal_heads: int = 8                 # transformer temporal module only
@@ -143,6 +145,7 @@ class AMFlowConfig:
             raise ValueError(f"align_heads ({self.align_heads}) must divide the width {self.width} of "
                              f"{self.backbone} (e.g. 12 for ViT-B, 4 for the tiny backbones)")
         _choice(self.temporal, TEMPORAL_MODULES, "temporal")
+        _choice(self.token_pool, TOKEN_POOLS, "token_pool")
         if self.temporal == "transformer" and self.resolved_temporal_dim % self.temporal_heads:
             raise ValueError(f"temporal_heads ({self.temporal_heads}) must divide temporal_dim "
                              f"({self.resolved_temporal_dim})")

@@ -60,3 +60,15 @@ def am_flow(a: torch.Tensor, a_next: torch.Tensor | None = None) -> torch.Tensor
     out = torch.zeros_like(a)
     out[:, :-1] = (a[:, :-1] - a_next).abs()
     return out
+
+
+def normalise_flow(flow: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """AM flow ``(B, T, L, c)`` divided by its root mean square over the L tokens (per frame and
+    channel), so that it enters the adapter on the same scale as ``LayerNorm(X)`` beside it.
+
+    Why: the raw flow is a difference of two distributions over L tokens, of size ~1/L or less (at
+    random initialisation the maps are nearly uniform: about 0.002 per token at L = 17), so its
+    W_down column would need a weight hundreds of times larger than the others before it mattered.
+    A frame without change (and the last frame) stays exactly zero."""
+    rms = (flow.square().mean(dim=2, keepdim=True) + eps * eps).sqrt()  # eps inside: finite gradient at zero
+    return flow / rms

@@ -8,13 +8,13 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
+from ..model.layers import checkpoint_side_block
 from .adapters import AligningEncoder, ScaledParallelAdapter
 from .backbones import FrozenImageModel, build_image_model
 from .config import AMFlowConfig
-from .flow import am_flow, attention_distribution, column_logits
-from .temporal import TemporalHead, build_temporal
+from .flow import am_flow, attention_distribution, column_logits, normalise_flow
+from .temporal import TemporalHead, TokenPool, build_temporal
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fused: bool, need_columns: bool):
@@ -33,7 +33,7 @@ class BlockAdapters(nn.Module):
     """What AM flow adds to one frozen block: the MHSA and MLP adapters, the optional aligning
     encoder, and one temporal head per adapter."""
 
-    def __init__(self, config: AMFlowConfig, width: int, heads: int):
+    def __init__(self, config: AMFlowConfig, width: int, heads: int, tokens: int):
         super().__init__()
         r, h = config.resolved_adapter_dim, config.resolved_temporal_dim
         flow_channels = 1 if config.am_heads == "mean" else heads
@@ -43,10 +43,14 @@ class BlockAdapters(nn.Module):
                         if config.align else None)
         self.attn_head = TemporalHead(build_temporal(config.temporal, r, h, config.temporal_layers,
                                                      config.temporal_heads, config.tcn_kernel),
-                                      h, config.num_classes, config.head_dropout)
+                                      h, config.num_classes, config.head_dropout, self._pool(config, tokens, r))
         self.mlp_head = TemporalHead(build_temporal(config.temporal, r, h, config.temporal_layers,
                                                     config.temporal_heads, config.tcn_kernel),
-                                     h, config.num_classes, config.head_dropout)
+                                     h, config.num_classes, config.head_dropout, self._pool(config, tokens, r))
+
+    @staticmethod
+    def _pool(config: AMFlowConfig, tokens: int, dim: int):
+        return TokenPool(tokens, dim) if config.token_pool == "learned" else None
 
 
 class AMFlowModel(nn.Module):
@@ -73,7 +77,8 @@ class AMFlowModel(nn.Module):
         blocks = list(range(layers)) if config.blocks is None else list(config.blocks)
         if blocks[-1] >= layers:
             raise ValueError(f"blocks: {config.backbone} has {layers} blocks (0..{layers - 1}), got {blocks}")
-        self.adapters = nn.ModuleDict({str(i): BlockAdapters(config, width, heads) for i in blocks})
+        tokens = self.backbone.num_tokens(config.resolved_image_size)
+        self.adapters = nn.ModuleDict({str(i): BlockAdapters(config, width, heads, tokens) for i in blocks})
         self.head_norm = nn.LayerNorm(width)
         self.head_fc = nn.Linear(width, config.num_classes)
 
@@ -132,8 +137,10 @@ class AMFlowModel(nn.Module):
             else:
                 col_next = ((q_next @ k_aligned.transpose(-2, -1)) / math.sqrt(d)).sum(dim=-2)
             a_next = attention_distribution(col_next, mode).reshape(B, T - 1, L, -1)
-        # × L: a uniform map is 1/L per token, so the raw flow would be ~1/L the size of LN(X)
-        return (am_flow(a, a_next) * L).reshape(M, L, -1)
+        flow = normalise_flow(am_flow(a, a_next))  # unit RMS over the tokens
+        # × √(C/c): with a random W_down row the c flow channels then weigh as much as the C channels
+        # of LN(X) together (docs/amflow.md §2)
+        return (flow * math.sqrt(H * d / flow.shape[-1])).reshape(M, L, -1)
 
     def block(self, index: int, x: torch.Tensor, T: int):
         """Frozen block ``index`` on tokens ``(M, L, C)`` (M = B·T) with its adapters, if any →
@@ -163,7 +170,7 @@ class AMFlowModel(nn.Module):
         logits = []
         for index in range(self.backbone.num_layers):
             if self.config.grad_checkpoint and torch.is_grad_enabled():
-                x, out = checkpoint(self.block, index, x, T, use_reentrant=False)
+                x, out = checkpoint_side_block(self.block, self, index, x, T)  # activation accounting sees x
             else:
                 x, out = self.block(index, x, T)
             logits += out

@@ -86,16 +86,35 @@ def build_temporal(kind: str, in_dim: int, dim: int, layers: int, heads: int, ke
     raise ValueError(f"temporal must be tcn, lstm or transformer, got {kind!r}")
 
 
-class TemporalHead(nn.Module):
-    """``E`` ``(B, T, L, r)`` → token mean → temporal module → time mean → LayerNorm → logits."""
+class TokenPool(nn.Module):
+    """``(B, T, L, r)`` → ``(B, T, r)``: per channel, a learned weighted sum over the L tokens,
+    initialised to the mean. Unlike a plain mean it can keep *where* a channel fired (the weights
+    differ by position), which the temporal module needs to tell directions of motion apart."""
 
-    def __init__(self, temporal: nn.Module, dim: int, num_classes: int, dropout: float = 0.0):
+    def __init__(self, tokens: int, dim: int):
         super().__init__()
+        self.weight = nn.Parameter(torch.full((tokens, dim), 1.0 / tokens))
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        if e.shape[2] != self.weight.shape[0]:
+            raise ValueError(f"token pooling: expected {self.weight.shape[0]} tokens, got {e.shape[2]}")
+        return (e * self.weight).sum(dim=2)
+
+
+class TemporalHead(nn.Module):
+    """``E`` ``(B, T, L, r)`` → token pooling (mean, or :class:`TokenPool`) → temporal module → time
+    mean → LayerNorm → logits."""
+
+    def __init__(self, temporal: nn.Module, dim: int, num_classes: int, dropout: float = 0.0,
+                 pool: nn.Module | None = None):
+        super().__init__()
+        self.pool = pool
         self.temporal = temporal
         self.norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(dim, num_classes)
 
     def forward(self, e: torch.Tensor) -> torch.Tensor:
-        y = self.temporal(e.mean(dim=2)).mean(dim=1)
+        pooled = e.mean(dim=2) if self.pool is None else self.pool(e)
+        y = self.temporal(pooled).mean(dim=1)
         return self.fc(self.dropout(self.norm(y)))
