@@ -226,6 +226,7 @@ def test_block_from_parts_equals_the_library_block(backbone):
         with torch.no_grad():
             ref = blk(x) if backbone == "dinov2_tiny" or model.vit.batch_first else blk(x.transpose(0, 1)).transpose(0, 1)
         torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(model.block(i, x), ref, rtol=1e-5, atol=1e-5)
         x = ref
     assert not any(p.requires_grad for p in model.parameters())
     model.train()

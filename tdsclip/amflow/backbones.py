@@ -57,6 +57,14 @@ class FrozenImageModel(nn.Module):
         """L: patches plus class (and register) tokens at ``image_size``."""
         return (image_size // self.patch_size) ** 2 + self.num_prefix_tokens
 
+    @torch.no_grad()
+    def block(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Frozen block ``i`` alone (no adapters, no grad): what the demo's order-blind baseline
+        (tdsclip.engine.linear_probe) runs."""
+        q, k, v = self.qkv(i, self.norm1(i, x))
+        x = x + self.attn_out(i, F.scaled_dot_product_attention(q, k, v))
+        return x + self.mlp_out(i, self.norm2(i, x))
+
     def split_heads(self, qkv: torch.Tensor):
         M, L, _ = qkv.shape
         q, k, v = qkv.view(M, L, 3, self.num_heads, self.width // self.num_heads).permute(2, 0, 3, 1, 4)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model.layers import checkpoint_side_block
+from ..model.network import check_clips
 from .adapters import AligningEncoder, ScaledParallelAdapter
 from .backbones import FrozenImageModel, build_image_model
 from .config import AMFlowConfig
@@ -106,18 +107,7 @@ class AMFlowModel(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def check_clips(self, clips: torch.Tensor) -> None:
-        size = self.config.resolved_image_size
-        if not isinstance(clips, torch.Tensor):
-            raise TypeError(f"AMFlowModel: clips must be a tensor, got {type(clips).__name__}")
-        if clips.dim() != 6 or clips.shape[2] != 5 or clips.shape[3] != 3:
-            raise ValueError(f"AMFlowModel: clips must be (B, T, 5, 3, H, W), got shape {tuple(clips.shape)}")
-        if clips.shape[0] < 1 or clips.shape[1] < 1:
-            raise ValueError(f"AMFlowModel: clips need B >= 1 and T >= 1, got shape {tuple(clips.shape)}")
-        if clips.shape[4] != size or clips.shape[5] != size:
-            raise ValueError(f"AMFlowModel: frames must be {size}x{size} (config image_size), got "
-                             f"{clips.shape[4]}x{clips.shape[5]}")
-        if clips.dtype != torch.uint8 and not clips.is_floating_point():
-            raise TypeError(f"AMFlowModel: clips must be uint8 or floating point, got {clips.dtype}")
+        check_clips(clips, self.config.resolved_image_size, "AMFlowModel")
 
     def flow(self, index: int, q: torch.Tensor, k: torch.Tensor, columns: torch.Tensor, T: int) -> torch.Tensor:
         """AM flow of block ``index`` ``(M, L, c)`` from its q, k ``(M, H, L, d)`` and column logits."""
