@@ -52,6 +52,8 @@ register_arch("tdsclip", "tdsclip.config:TDSCLIPConfig", "tdsclip.model:build_td
               "TDS-CLIP: frozen CLIP ViT + temporal difference side network")
 register_arch("dist", "tdsclip.dist.config:DiSTConfig", "tdsclip.dist.network:build_model",
               "DiST: frozen CLIP ViT + dense temporal encoder + integration branch, contrastive text head")
+register_arch("amflow", "tdsclip.amflow.config:AMFlowConfig", "tdsclip.amflow.model:build",
+              "AM flow: frozen DINOv2 / CLIP ViT + attention-map-flow adapters + per-block temporal heads")
 
 
 def _load(target: str):

@@ -61,7 +61,7 @@ def test_demo_dist_config_loads_without_tdsclip_keys():
     cfg = load_config("demo_dist")
     mcfg = cfg.model_config()
     assert isinstance(mcfg, DiSTConfig)
-    assert cfg.model["arch"] == "dist" and "side_dim" not in cfg.model   # base demo's TDS-CLIP keys dropped
+    assert cfg.model.arch == "dist" and not hasattr(cfg.model, "side_dim")  # base demo's TDS-CLIP keys dropped
     assert cfg.data.dataset == "demo" and cfg.runtime.output == "runs/demo_dist"
 
 

@@ -14,6 +14,22 @@ from .head import ClassifierHead
 from .side_network import SideNetwork
 
 
+def check_clips(clips: torch.Tensor, size: int, model: str) -> None:
+    """The model contract's input check (tdsclip.archs): ``(B, T, 5, 3, size, size)``, uint8 or float;
+    errors name ``model`` and what was wrong."""
+    if not isinstance(clips, torch.Tensor):
+        raise TypeError(f"{model}: clips must be a tensor, got {type(clips).__name__}")
+    if clips.dim() != 6 or clips.shape[2] != 5 or clips.shape[3] != 3:
+        raise ValueError(f"{model}: clips must be (B, T, 5, 3, H, W), got shape {tuple(clips.shape)}")
+    if clips.shape[0] < 1 or clips.shape[1] < 1:
+        raise ValueError(f"{model}: clips need B >= 1 and T >= 1, got shape {tuple(clips.shape)}")
+    if clips.shape[4] != size or clips.shape[5] != size:
+        raise ValueError(f"{model}: frames must be {size}x{size} (config image_size), got "
+                         f"{clips.shape[4]}x{clips.shape[5]}")
+    if clips.dtype != torch.uint8 and not clips.is_floating_point():
+        raise TypeError(f"{model}: clips must be uint8 or floating point, got {clips.dtype}")
+
+
 class TDSCLIP(PretrainedMixin, nn.Module):
     """TDS-CLIP: clips ``(B, T, 5, 3, H, W)`` → logits ``(B, num_classes)``.
 
@@ -83,18 +99,7 @@ class TDSCLIP(PretrainedMixin, nn.Module):
 
     # ------------------------------------------------------------------ forward
     def check_clips(self, clips: torch.Tensor) -> None:
-        size = self.config.resolved_image_size
-        if not isinstance(clips, torch.Tensor):
-            raise TypeError(f"TDSCLIP: clips must be a tensor, got {type(clips).__name__}")
-        if clips.dim() != 6 or clips.shape[2] != 5 or clips.shape[3] != 3:
-            raise ValueError(f"TDSCLIP: clips must be (B, T, 5, 3, H, W), got shape {tuple(clips.shape)}")
-        if clips.shape[0] < 1 or clips.shape[1] < 1:
-            raise ValueError(f"TDSCLIP: clips need B >= 1 and T >= 1, got shape {tuple(clips.shape)}")
-        if clips.shape[4] != size or clips.shape[5] != size:
-            raise ValueError(f"TDSCLIP: frames must be {size}x{size} (config image_size), got "
-                             f"{clips.shape[4]}x{clips.shape[5]}")
-        if clips.dtype != torch.uint8 and not clips.is_floating_point():
-            raise TypeError(f"TDSCLIP: clips must be uint8 or floating point, got {clips.dtype}")
+        check_clips(clips, self.config.resolved_image_size, "TDSCLIP")
 
     def forward_tokens(self, clips: torch.Tensor) -> torch.Tensor:
         """clips → final side tokens (B, T, N, d). The backbone's blocks are interleaved with the side
