@@ -1,4 +1,4 @@
-"""``TDSCLIPConfig``: everything that defines a TDS-CLIP model (SPEC §1–3), validated on creation.
+"""``TDSCLIPConfig``: everything that defines a TDS-CLIP model (docs/model.md §1–3), validated on creation.
 
 Load it from YAML (``TDSCLIPConfig.from_yaml(path)``), from a dict (``from_dict``: the ``model``
 section of a training config), and override fields from the command line::
@@ -41,15 +41,15 @@ BACKBONE_DTYPES = ("float32", "float16", "bfloat16")
 @dataclass
 class TDSCLIPConfig:
     arch: str = "tdsclip"                   # model family (tdsclip.archs); always "tdsclip" for this class
-    # -- frozen spatial encoder (SPEC §2)
+    # -- frozen spatial encoder (docs/model.md §2)
     backbone: str = "ViT-B-16"              # open_clip model name (ViT-B-16, ViT-L-14, hf-hub:org/repo) or "tiny"
     pretrained: Optional[str] = None        # None (random), an open_clip tag ("openai"), or a checkpoint path
     quick_gelu: Optional[bool] = None       # None: the tag's flag; else QuickGELU for ViT-B-16/L-14 (published)
     backbone_dtype: str = "float32"         # storage dtype of the frozen weights: float32 | float16 | bfloat16
     image_size: Optional[int] = None        # None: the backbone's native size (224; 64 for "tiny")
-    # -- input (SPEC §1)
+    # -- input (docs/model.md §1)
     num_frames: int = 8                     # T segments per clip (the model itself accepts any T)
-    # -- side network (SPEC §3)
+    # -- side network (docs/model.md §3)
     side_dim: int = 320                     # d (320 for B/16, 512 for L/14 in the published configs)
     num_classes: int = 174
     alpha: float = 0.5                      # weight of the motion stem (paper variant: 1.0)
@@ -124,7 +124,7 @@ class TDSCLIPConfig:
 
     @property
     def grid(self) -> tuple[int, int]:
-        """The token grid h × w (the same for both stem paddings: SPEC §3)."""
+        """The token grid h × w (the same for both stem paddings: docs/model.md §3)."""
         n = self.resolved_image_size // self.patch_size
         return n, n
 

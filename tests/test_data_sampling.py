@@ -1,4 +1,4 @@
-"""Index rules of SPEC section 6 against hand-computed cases (tdsclip.data.sampling)."""
+"""Index rules of docs/model.md §6 against hand-computed cases (tdsclip.data.sampling)."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-// CPU kernels of the fused SME stem (SPEC §4 op 3). The formulation is in
+// CPU kernels of the fused SME stem (docs/model.md §4 op 3). The formulation is in
 // csrc/common/sme_stem_math.h; the ATen-side helpers in csrc/common/sme_stem_host.h.
 //
 // The stem is a patchify GEMM (stride = kernel spatially) with a 3-tap temporal conv over the T

@@ -1,4 +1,4 @@
-// The fused TD-Adapter (SPEC §4 op 2): the host orchestration shared with CUDA (common/td_adapter_host.h)
+// The fused TD-Adapter (docs/model.md §4 op 2): the host orchestration shared with CUDA (common/td_adapter_host.h)
 // and the CPU kernels of tds::td_adapter_forward / tds::td_adapter_backward.
 //
 // Layout: u (B, T, N, d) contiguous (a copy is made otherwise), frames on dim 1, channels last; as a

@@ -1,4 +1,4 @@
-"""Temporal sampling: which native frames a clip holds (SPEC sections 1 and 6).
+"""Temporal sampling: which native frames a clip holds (docs/model.md §1 and §6).
 
 A clip is T segment centres ``i_t`` and, around each, the W = 5 native frames ``i_t-2 .. i_t+2``
 clamped to ``[0, n-1]`` (the first / last frame repeats; indices never wrap around).

@@ -1,4 +1,4 @@
-"""The TDS-CLIP model (SPEC §1–3): a frozen open_clip ViT, the trainable side network, the head.
+"""The TDS-CLIP model (docs/model.md §1–3): a frozen open_clip ViT, the trainable side network, the head.
 
 * :func:`build_tdsclip` / :class:`TDSCLIP` — the model (``tdsclip.build_model`` builds any architecture);
 * :mod:`.backbone` — the frozen spatial encoder (:class:`FrozenViT`) and weight loading;

@@ -1,4 +1,4 @@
-"""The frozen spatial encoder (SPEC §2): an open_clip VisionTransformer whose per-block outputs
+"""The frozen spatial encoder (docs/model.md §2): an open_clip VisionTransformer whose per-block outputs
 feed the side network.
 
 ``FrozenViT`` keeps the patch embedding, class / position embeddings, ``ln_pre`` and the L blocks

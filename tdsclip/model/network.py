@@ -1,4 +1,4 @@
-"""``TDSCLIP``: the whole model (SPEC §1–3) and ``build_tdsclip(config)``, the builder of the arch
+"""``TDSCLIP``: the whole model (docs/model.md §1–3) and ``build_tdsclip(config)``, the builder of the arch
 "tdsclip" in ``tdsclip.archs`` (users call ``tdsclip.build_model``, which builds any architecture)."""
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class TDSCLIP(PretrainedMixin, nn.Module):
     """TDS-CLIP: clips ``(B, T, 5, 3, H, W)`` → logits ``(B, num_classes)``.
 
     * ``clips``: uint8 or float pixel values in [0, 255]; for each of the T segments the 5-frame
-      window ``i_t-2 … i_t+2`` (SPEC §1), H = W = ``config.resolved_image_size``. Any T ≥ 1 works.
+      window ``i_t-2 … i_t+2`` (docs/model.md §1), H = W = ``config.resolved_image_size``. Any T ≥ 1 works.
     * ``backbone`` (:class:`FrozenViT`): frozen, eval mode, ``torch.no_grad()``, on the centre frames.
     * ``side`` (:class:`SideNetwork`) and ``head`` (:class:`ClassifierHead`): every parameter trainable
       (``requires_grad=True``); the backbone's are not.
