@@ -35,7 +35,7 @@ def test_config_round_trip_and_registry(tmp_path):
 
 @pytest.mark.parametrize("values,match", [
     ({"backbone": "ViT-X"}, "backbone must be one of"),
-    ({"side_dim": 64}, "unknown model config key 'side_dim'"),
+    ({"side_dim": 64}, "unknown config key 'model.side_dim'"),
     ({"temporal": "gru"}, "temporal must be one of"),
     ({"backbone": "tiny", "align_heads": 12}, "align_heads"),
     ({"image_size": 65, "backbone": "tiny"}, "image_size must be a positive multiple"),
