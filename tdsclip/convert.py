@@ -215,7 +215,8 @@ def read_class_names(path: str, num_classes: int) -> list[str]:
 def convert(src: str, dst: str, overrides: list[str] = (), class_names_file: str | None = None, log=print):
     """Converts ``src`` into the model directory ``dst``; returns the model (eval mode). ``overrides``:
     ``key=value`` model config fields that replace the inferred ones."""
-    from .config import TDSCLIPConfig, _parse_value, backbone_geometry
+    from .config import TDSCLIPConfig, backbone_geometry
+    from .config_rules import parse_value as _parse_value
     from .model import TDSCLIP
 
     sd, info = read_published(src)

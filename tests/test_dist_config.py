@@ -28,7 +28,7 @@ def test_override_coerces_and_leaves_config_unchanged_on_error():
     with pytest.raises(ValueError, match="gamma must be 1..5"):
         cfg.override(["gamma=6"])
     assert cfg.gamma == 4
-    with pytest.raises(ValueError, match="unknown model config key 'side_dim'"):
+    with pytest.raises(ValueError, match="unknown config key 'model.side_dim'"):
         cfg.override(["side_dim=64"])
 
 
