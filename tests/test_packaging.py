@@ -65,8 +65,13 @@ def _run_setup_without_torch(args, cwd, env=None):
 
 def _source_tree(dst):
     """The files an sdist is made from (no build outputs, no virtual environment)."""
-    ignore = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "*.so",
-                                    "runs", "demo_data", ".pytest_cache", ".benchmarks", "bench", "tests")
+    patterns = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "*.so",
+                                      "runs", "demo_data", ".pytest_cache", ".benchmarks")
+
+    def ignore(folder, names):  # the top-level bench/ and tests/ (csrc/tests/ is a kernel source)
+        top = {"bench", "tests"} & set(names) if os.path.samefile(folder, ROOT) else set()
+        return set(patterns(folder, names)) | top
+
     shutil.copytree(ROOT, dst, ignore=ignore)
     return dst
 
