@@ -84,6 +84,17 @@ def model_config_from_dict(values: dict | None):
     return config_class(name).from_dict(values)
 
 
+def build_checked(config, config_cls, model_cls, expected: str):
+    """What every architecture's builder does: a dict of fields becomes ``config_cls``, anything else but a
+    ``config_cls`` is a TypeError (``expected`` starts its message), the config is validated, the model built."""
+    if isinstance(config, dict):
+        config = config_cls.from_dict(config)
+    if not isinstance(config, config_cls):
+        raise TypeError(f"{expected}, got {type(config).__name__}")
+    config.validate()
+    return model_cls(config)
+
+
 def build_model(config):
     """The ``nn.Module`` of ``config`` (any registered architecture's config object)."""
     name = getattr(config, "arch", DEFAULT_ARCH)

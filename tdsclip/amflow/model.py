@@ -179,9 +179,6 @@ class AMFlowModel(nn.Module):
 
 def build(config: AMFlowConfig | dict) -> AMFlowModel:
     """The AM-flow model for ``config`` (an :class:`AMFlowConfig` or a dict of its fields)."""
-    if isinstance(config, dict):
-        config = AMFlowConfig.from_dict(config)
-    if not isinstance(config, AMFlowConfig):
-        raise TypeError(f"amflow.build: expected an AMFlowConfig, got {type(config).__name__}")
-    config.validate()
-    return AMFlowModel(config)
+    from ..archs import build_checked
+
+    return build_checked(config, AMFlowConfig, AMFlowModel, "amflow.build: expected an AMFlowConfig")

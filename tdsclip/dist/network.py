@@ -209,9 +209,6 @@ class DiST(nn.Module):
 
 def build_model(config: DiSTConfig | dict) -> DiST:
     """The DiST model for ``config`` (a :class:`DiSTConfig` or a dict of its fields)."""
-    if isinstance(config, dict):
-        config = DiSTConfig.from_dict(config)
-    if not isinstance(config, DiSTConfig):
-        raise TypeError(f"build_model: expected a DiSTConfig, got {type(config).__name__}")
-    config.validate()
-    return DiST(config)
+    from ..archs import build_checked
+
+    return build_checked(config, DiSTConfig, DiST, "build_model: expected a DiSTConfig")

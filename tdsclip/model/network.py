@@ -145,9 +145,6 @@ class TDSCLIP(PretrainedMixin, nn.Module):
 
 def build_tdsclip(config: TDSCLIPConfig | dict) -> TDSCLIP:
     """The TDS-CLIP model for ``config`` (a :class:`TDSCLIPConfig` or a dict of its fields)."""
-    if isinstance(config, dict):
-        config = TDSCLIPConfig.from_dict(config)
-    if not isinstance(config, TDSCLIPConfig):
-        raise TypeError(f"build_tdsclip: expected a TDSCLIPConfig, got {type(config).__name__}")
-    config.validate()
-    return TDSCLIP(config)
+    from ..archs import build_checked
+
+    return build_checked(config, TDSCLIPConfig, TDSCLIP, "build_tdsclip: expected a TDSCLIPConfig")
