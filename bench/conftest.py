@@ -34,6 +34,9 @@ def pytest_addoption(parser):
     group.addoption("--full", action="store_true", default=False,
                     help="every shape of issue #5 on the CPU too (about 30 min on 2 cores; the default set "
                          "takes a few minutes; a GPU always runs the full set)")
+    group.addoption("--step-compile", action="store_true", default=False,
+                    help="also time torch.compile of the plain model in the model-step benchmark (minutes of "
+                         "compiling on a small CPU; on by default on a GPU; env TDS_BENCH_STEP_COMPILE=0/1)")
     group.addoption("--bench-device", default=None, choices=("cpu", "cuda"),
                     help="device to benchmark on (default: cuda if available, else cpu)")
     group.addoption("--bench-dtype", default=None, choices=("float32", "bfloat16", "float16"),

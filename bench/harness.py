@@ -22,8 +22,8 @@ from typing import Callable
 import torch
 
 import tds_kernels
-import tds_kernels.ops.bn_mlp  # noqa: F401  (registers the extra op's backends with the dispatcher)
 from tds_kernels import _dispatch, _ext
+from tds_kernels.ops.registry import OPS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PHASES = ("fwd", "bwd", "fwd+bwd")
@@ -377,8 +377,15 @@ class BNMLPBench(OpBench):
         return _phase_sum(fwd, 2 * fwd, phase)
 
 
+# op name -> its benchmark (a new op of tds_kernels/ops/registry.py adds its OpBench subclass here)
+BENCHES: dict[str, type[OpBench]] = {b.name: b for b in (TemporalMaxDiff, ClsTokenShift, TDAdapterBench, SMEStemBench,
+                                                         BNMLPBench)}
+
+
 def op_benches() -> list[OpBench]:
-    return [TemporalMaxDiff(), ClsTokenShift(), TDAdapterBench(), SMEStemBench(), BNMLPBench()]
+    """One benchmark per registered op, in the registry's order (tests/test_bench_quick.py checks that every
+    registered op has one)."""
+    return [BENCHES[op.name]() for op in OPS if op.name in BENCHES]
 
 
 @dataclass(frozen=True)
@@ -416,9 +423,12 @@ def pick_rounds(seconds_per_call: float, settings: Settings) -> int:
 
 def cuda_event_ms(run: Callable, setup: Callable | None, rounds: int) -> dict:
     """Median / min milliseconds of run(*setup()) between two CUDA events, after synchronisation."""
+    from gpu_floor import flush_l2  # the inputs fit in an H200's L2: time them from HBM
+
     times = []
     for _ in range(rounds):
         args = setup()[0] if setup is not None else ()
+        flush_l2()
         torch.cuda.synchronize()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
@@ -435,6 +445,10 @@ def run_timed(benchmark, settings: Settings, run: Callable, setup: Callable | No
     also the CUDA-event time (extra_info['cuda_event'])."""
     def setup_synced():
         args = setup() if setup is not None else ((), {})
+        if settings.cuda:
+            from gpu_floor import flush_l2
+
+            flush_l2()
         synchronize(settings)
         return args
 

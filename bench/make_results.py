@@ -17,16 +17,29 @@ import os
 import sys
 from collections import OrderedDict, defaultdict
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gpu_floor  # noqa: E402  (bytes per op and the H200 HBM floor, issue #11)
+import step_results  # noqa: E402  (the whole-model step table, issue #11)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 PHASES = ("fwd", "bwd", "fwd+bwd")
-OP_ORDER = ("temporal_max_diff", "cls_token_shift", "td_adapter", "sme_stem", "bn_mlp")
-OP_TITLES = {
-    "temporal_max_diff": "Temporal max-difference (B, T, N, d/r), k = 3, with mix",
-    "cls_token_shift": "CLS token shift (B, T, d)",
-    "td_adapter": "TD-Adapter (gated, r = 16) on u (B, T, N, d), training mode",
-    "sme_stem": "SME stem (RGB + motion Conv3d + BN) from uint8 frames (B, T, 5, 3, H, W)",
-    "bn_mlp": "Side-block MLP: BN → Linear(d, 4d) → GELU → Linear(4d, d) (extra op, issue #5)",
-}
+
+
+def _op_registry():
+    """tds_kernels/ops/registry.py, loaded by path: it needs no torch, and this script only reads JSON."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(HERE), "tds_kernels", "ops", "registry.py")
+    spec = importlib.util.spec_from_file_location("_tds_op_registry", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolves the module of its classes
+    spec.loader.exec_module(module)
+    return module
+
+
+_REGISTRY = _op_registry()
+OP_ORDER = _REGISTRY.NAMES
+OP_TITLES = {op.name: op.title for op in _REGISTRY.OPS}
 FUSED_PREFERENCE = {"cpu": ("cpu",), "cuda": ("cuda", "triton")}
 VARIANTS = ("reference", "fused", "fused+checkpointing")
 
@@ -287,11 +300,13 @@ def e2e_section(run: Run) -> list[str]:
         lines.append("")
     data = run.by_kind["data"]
     if data:
-        lines += ["Data loading (demo data, one train epoch, 2 augmented clips per video):", "",
-                  "| decode path | videos | image | clips / s |", "|---|---|---|---|"]
+        lines += ["Data loading (one train epoch: T = 8 segments x 5-frame windows, repeated augmentation x2; "
+                  "bench/test_data_loading.py):", "",
+                  "| source | decode path | videos | image | augmentation | clips / s |", "|---|---|---|---|---|---|"]
         for b in data:
             e = b["extra_info"]
-            lines.append(f"| {e['path']} | {e['videos']} | {e['image']} px | {e['clips_per_epoch'] / seconds(b):.1f} |")
+            lines.append(f"| {e.get('source', 'videos')} | {e['path']} | {e['videos']} | {e['image']} px | "
+                         f"{e.get('aug', 'light')} | {e['clips_per_epoch'] / seconds(b):.1f} |")
         lines.append("")
     return lines
 
@@ -305,8 +320,9 @@ def render(runs: list[Run], notes: str | None) -> str:
            ""]
     for run in runs:
         title = "GPU" if run.device == "cuda" else "CPU"
-        out += [f"## {title} run", ""] + env_lines(run) + ["", "### Targets", "",
-                                                             "| target | measured | status |", "|---|---|---|"]
+        out += [f"## {title} run", ""] + env_lines(run) + [""]
+        out += step_results.section(step_results.from_benchmarks(run.benchmarks))
+        out += ["### Targets", "", "| target | measured | status |", "|---|---|---|"]
         out += [f"| {w} | {m} | {s} |" for w, m, s in targets(run)]
         out.append("")
         if notes:
@@ -314,6 +330,7 @@ def render(runs: list[Run], notes: str | None) -> str:
         if run.copy_gbs:
             out += [f"Measured copy bandwidth ({run.device}): **{run.copy_gbs:.1f} GB/s** (dst.copy_(src), "
                     "read + write).", ""]
+        out += gpu_floor.floor_section(run)
         out += ["### Per-op times", ""]
         for op in OP_ORDER + tuple(sorted({k[0] for k in run.op_table()} - set(OP_ORDER))):
             out += op_section(run, op)

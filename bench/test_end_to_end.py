@@ -1,12 +1,10 @@
-"""End to end: one training step (forward, backward, AdamW step) of TDS-CLIP, fused against reference,
-and the data loader's clips/s on each decode path.
+"""End to end: one training step (forward, backward, AdamW step) of TDS-CLIP, fused against reference.
+(The data loader's clips/s on each decode path: bench/test_data_loading.py.)
 
 * CPU: a small model (the "tiny" random backbone at 112 px: 7×7 tokens, side width d = 128, T = 8,
   4 clips; --quick: 64 px, d = 64, 2 clips) in float32.
 * GPU: ViT-B/16 (random weights), d = 320, 32 clips × 8 frames, bf16 autocast, as in the paper's
   recipe; also the peak allocated memory of the step (torch.cuda.max_memory_allocated).
-* Data: a small demo data set (tdsclip.data.demo) in a temporary directory, one epoch of train
-  batches (2 clips per video, light augmentation) through each decode path available here.
 """
 from __future__ import annotations
 
@@ -33,7 +31,7 @@ def step_config(settings):
 
 @pytest.fixture(scope="module")
 def step_model():
-    from tdsclip.model import build_model
+    from tdsclip import build_model
 
     settings = harness.SETTINGS
     config, batch, amp = step_config(settings)
@@ -79,52 +77,3 @@ def test_train_step(benchmark, variant, step_model, settings):
         kind="train_step", variant=variant, backbone=config.backbone, side_dim=config.side_dim,
         frames=config.num_frames, clips=clips.shape[0], image=config.resolved_image_size, device=settings.device,
         amp=str(amp).replace("torch.", "") if amp else None, **extra))
-
-
-# ------------------------------------------------------------------------------------------------
-# data loading
-
-def _decode_paths():
-    from tdsclip.data.loader import dali_available
-
-    paths = ["pyav"]
-    if dali_available():
-        paths.insert(0, "dali")
-    return paths
-
-
-@pytest.fixture(scope="module")
-def demo_dataset(tmp_path_factory):
-    from tdsclip.data import demo
-    from tdsclip.data.dataset import build_dataset
-
-    quick = harness.SETTINGS.quick
-    root = str(tmp_path_factory.mktemp("demo"))
-    demo.make_demo_data(root, num_train=8 if quick else 32, num_val=0, num_classes=4, size=64 if quick else 128,
-                        workers=2)
-    return build_dataset("demo", "train", root)
-
-
-@pytest.mark.parametrize("backend", _decode_paths())
-def test_data_loading(benchmark, backend, demo_dataset, settings):
-    from tdsclip.data.loader import VideoClipLoader
-
-    quick = settings.quick
-    image = 64 if quick else 112
-    loader = VideoClipLoader(demo_dataset, batch_size=4, num_frames=8, split="train", image_size=image, aug="light",
-                             backend=backend, device="cpu", num_workers=2, dali_threads=2, seed=0)
-    counted = {}
-
-    def epoch():
-        n = 0
-        for clips, _labels in loader:
-            n += clips.shape[0]
-        counted["clips"] = n
-
-    t0 = time.perf_counter()
-    epoch()  # warm-up: pipeline construction, worker start-up, file metadata
-    warm = time.perf_counter() - t0
-    benchmark.group = "data loading"
-    harness.run_timed(benchmark, settings, epoch, warmup=0 if warm > 0 else 1, extra_info=dict(
-        kind="data", backend=backend, path=loader.path, videos=len(demo_dataset), image=image, frames=8))
-    benchmark.extra_info["clips_per_epoch"] = counted["clips"]

@@ -59,7 +59,7 @@ def side_network_config(quick: bool):
 
 @pytest.fixture(scope="module")
 def side_model():
-    from tdsclip.model import build_model
+    from tdsclip import build_model
 
     settings = harness.SETTINGS
     config = side_network_config(settings.quick)

@@ -2,6 +2,8 @@
 // CPU kernels are registered in csrc/cpu/*.cpp, CUDA kernels in csrc/cuda/*.cpp, each in its own
 // TORCH_LIBRARY_IMPL block; fake (meta) kernels and autograd are registered in Python
 // (tds_kernels/ops/<op>/op.py). No op calls another registered op.
+// Names: every op <op> of tds_kernels/ops/registry.py has the schemas <op>_forward and <op>_backward (the
+// Triton custom ops tds_triton::<op>_forward / _backward mirror them); see docs/adding-an-op.md.
 //
 // Layouts (all activations contiguous, channels last):
 //   temporal_max_diff: x (B, T, N, C), frames on dim 1.
@@ -17,11 +19,11 @@
 TORCH_LIBRARY(tds, m) {
   // Op 1: temporal max-difference  y = x - maxpool_t(x) (kernel k, stride 1, -inf pad),
   // optionally mixed y = 0.5*y + 0.5*mean_C(y).
-  m.def("temporal_max_diff(Tensor x, int kernel_size, bool mix) -> Tensor");
+  m.def("temporal_max_diff_forward(Tensor x, int kernel_size, bool mix) -> Tensor");
   m.def("temporal_max_diff_backward(Tensor grad_out, Tensor x, int kernel_size, bool mix) -> Tensor");
 
   // Op 4: CLS token shift: channels [:C/2] from frame t+1, [C/2:] from frame t-1, zeros past the ends.
-  m.def("cls_token_shift(Tensor x) -> Tensor");
+  m.def("cls_token_shift_forward(Tensor x) -> Tensor");
   m.def("cls_token_shift_backward(Tensor grad_out) -> Tensor");
 
   // Temporal adjacent difference (M2-CLIP TED-Adapter, AM flow): y_t = x_t - x_{t+offset} (offset -1:

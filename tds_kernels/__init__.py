@@ -1,35 +1,40 @@
-"""tds_kernels: fused ops for TDS-CLIP (SPEC §4).
+"""tds_kernels: fused ops for TDS-CLIP (docs/model.md §4).
 
-Public ops (each in ``tds_kernels/ops/<op>/``, defined by its ``reference.py``):
+The ops are listed once, in :mod:`tds_kernels.ops.registry` (each in ``tds_kernels/ops/<op>/``, defined
+by its ``reference.py``; see docs/adding-an-op.md):
   * :func:`temporal_max_diff` — ``x - maxpool_t(x)`` (+ optional channel-mean mix), x (B, T, N, C)
   * :func:`cls_token_shift`   — half/half temporal shift of the CLS token, x (B, T, C)
-  * :func:`temporal_adjacent_diff` — x_t - x_{t-1} (or |x_t - x_{t+1}|) along frames, x (B, T, N, C)
   * :class:`TDAdapter` / :func:`td_adapter` — the TD-Adapter path on tokens (B, T, N, d)
   * :class:`SMEStem` / :func:`sme_stem` — the SME-Adapter stems, frames (B, T, 5, 3, H, W) → tokens (B, T, N, d)
-  * :func:`bn_mlp` / :func:`bn_mlp_modules` — the side block's BatchNorm → Linear → GELU → Linear,
-    keeping only its input for backward (the extra op of issue #5)
+  * :func:`bn_mlp` / :func:`bn_mlp_modules` / :func:`side_mlp` — the side block's BatchNorm → Linear → GELU →
+    Linear, keeping only its input for backward; ``side_mlp`` chooses among the plain, fused and lean paths
 
-Backends: "reference", "cpu" (C++), "cuda", "triton"; see :mod:`tds_kernels._dispatch` and
-``python -m tds_kernels.info``.
+Also public: :mod:`tds_kernels.lean` (memory-lean autograd compositions), :func:`update_running_stats` /
+:func:`uses_batch_stats` (BatchNorm bookkeeping of the functional ops), :data:`OPENAI_CLIP_MEAN` / ``_STD``.
+
+Backends: "reference", "cpu" (C++), "cuda", "triton"; see :func:`resolve` and ``python -m tds_kernels.info``.
 """
 from . import _ext  # noqa: F401  (loads the compiled extension, if built)
+from ._bn import update_running_stats, uses_batch_stats
 from ._dispatch import BACKENDS, ENV_VAR, backend_available, implementations, resolve
-from .ops.bn_mlp import bn_mlp, bn_mlp_modules
-from .ops.cls_token_shift import cls_token_shift
-from .ops.sme_stem import SMEStem, sme_stem
-from .ops.td_adapter import TDAdapter, td_adapter
-from .ops.temporal_adjacent_diff import temporal_adjacent_diff
-from .ops.temporal_max_diff import temporal_max_diff
-from ._autocast import register_autocast_passthrough as _register_autocast
+from ._ext import has_extension, load_error
+from .lean import lean_batchnorm_linear, lean_gelu_linear, lean_layernorm_linear
+from .ops.registry import OPS
+from .ops.sme_stem.reference import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-# after every op module has defined its ops: run them with autocast excluded (see _autocast.py)
-for _ns in ("tds", "tds_triton"):
-    _register_autocast(_ns)
-
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402  (the one version number: see version.py)
 
 __all__ = [
-    "BACKENDS", "ENV_VAR", "backend_available", "implementations", "resolve",
-    "temporal_max_diff", "cls_token_shift", "temporal_adjacent_diff", "td_adapter", "TDAdapter", "sme_stem", "SMEStem",
-    "bn_mlp", "bn_mlp_modules",
+    "BACKENDS", "ENV_VAR", "backend_available", "implementations", "resolve", "has_extension", "load_error",
+    "update_running_stats", "uses_batch_stats", "lean_batchnorm_linear", "lean_gelu_linear",
+    "lean_layernorm_linear", "OPENAI_CLIP_MEAN", "OPENAI_CLIP_STD", "OPS",
 ]
+
+# Every registered op: importing its package registers its backends, fake kernels, autograd and autocast
+# pass-through; its public names become tds_kernels.<name>.
+for _spec in OPS:
+    _package = _spec.load()
+    for _name in _spec.exports:
+        globals()[_name] = getattr(_package, _name)
+        __all__.append(_name)
+del _spec, _package, _name

@@ -1,4 +1,4 @@
-"""Autocast pass-through for every registered op of tds_kernels.
+"""Autocast pass-through for every op of tds_kernels (registered per op by tds_kernels/ops/_wiring.py).
 
 The fused ops take activations in fp16/bf16/fp32 with fp32 weights and accumulate in fp32 on their
 own. Without an Autocast kernel the dispatcher falls through to the CPU/CUDA kernel with autocast
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-_LIBS: list = []  # keep the Library objects alive: their registrations die with them
+_LIBS: dict[str, torch.library.Library] = {}  # keep the Library objects alive: their registrations die with them
 
 
 def _passthrough(op: torch._ops.OpOverload, key: torch._C.DispatchKey):
@@ -21,25 +21,21 @@ def _passthrough(op: torch._ops.OpOverload, key: torch._C.DispatchKey):
     return kernel
 
 
-def register_autocast_passthrough(namespace: str) -> int:
-    """Register the pass-through for every overload in ``torch.ops.<namespace>``; returns how many."""
-    names = sorted({n.split("::", 1)[1].split(".")[0] for n in torch._C._dispatch_get_all_op_names()
-                    if n.startswith(namespace + "::")})
-    if not names:
-        return 0
-    ns = getattr(torch.ops, namespace)
-    lib = torch.library.Library(namespace, "IMPL")
+def register_passthrough(qualname: str) -> int:
+    """Register the pass-through for every overload of ``namespace::name`` on CPU and CUDA; returns how many."""
+    namespace, name = qualname.split("::", 1)
+    packet = getattr(getattr(torch.ops, namespace), name)
     count = 0
-    for name in names:
-        packet = getattr(ns, name)
-        for overload in packet.overloads():
-            op = getattr(packet, overload)
-            for device in ("cpu", "cuda"):
-                key_name = "Autocast" + torch._C._dispatch_key_for_device(device)
-                if op.has_kernel_for_dispatch_key(getattr(torch._C.DispatchKey, key_name)):
-                    continue
-                qual = name if overload == "default" else f"{name}.{overload}"
-                lib.impl(qual, _passthrough(op, getattr(torch._C.DispatchKey, key_name)), key_name, with_keyset=True)
-                count += 1
-    _LIBS.append(lib)
+    for overload in packet.overloads():
+        op = getattr(packet, overload)
+        for device in ("cpu", "cuda"):
+            key_name = "Autocast" + torch._C._dispatch_key_for_device(device)
+            key = getattr(torch._C.DispatchKey, key_name)
+            if op.has_kernel_for_dispatch_key(key):
+                continue
+            if namespace not in _LIBS:
+                _LIBS[namespace] = torch.library.Library(namespace, "IMPL")
+            qual = name if overload == "default" else f"{name}.{overload}"
+            _LIBS[namespace].impl(qual, _passthrough(op, key), key_name, with_keyset=True)
+            count += 1
     return count

@@ -1,6 +1,6 @@
 """Backend selection for the fused ops: explicit, observable, overridable.
 
-Order of preference (SPEC §4, issue #3):
+Order of preference (docs/model.md §4, issue #3):
   * a CUDA tensor:  "cuda" (the compiled extension) → "triton" → "reference"
   * a CPU tensor:   "cpu" (the compiled C++ kernel) → "reference"
     (Triton runs CPU tensors only under TRITON_INTERPRET=1, and only when asked for.)

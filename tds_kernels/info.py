@@ -7,6 +7,7 @@ import sys
 import torch
 
 from . import _dispatch, _ext
+from .ops.registry import OPS
 
 
 def report() -> str:
@@ -41,7 +42,7 @@ def report() -> str:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     lines.append("")
     lines.append("op                    device  automatic   backends (available / why not)")
-    for op, backends in sorted(_dispatch.implementations().items()):
+    for op in (spec.name for spec in OPS):
         for dev in devices:
             try:
                 auto = _dispatch.resolve(op, None, torch.device(dev), warn=False)

@@ -48,10 +48,14 @@ def register_arch(name: str, config: str, builder: str, summary: str) -> None:
     ARCHS[name] = ArchSpec(name, config, builder, summary)
 
 
-register_arch("tdsclip", "tdsclip.config:TDSCLIPConfig", "tdsclip.model:build_model",
+register_arch("tdsclip", "tdsclip.config:TDSCLIPConfig", "tdsclip.model:build_tdsclip",
               "TDS-CLIP: frozen CLIP ViT + temporal difference side network")
 register_arch("m2clip", "tdsclip.m2clip.config:M2CLIPConfig", "tdsclip.m2clip.model:build",
               "M2-CLIP: TED-Adapters inside the frozen CLIP ViT, text adapter, four-head decoder, zero-shot")
+register_arch("dist", "tdsclip.dist.config:DiSTConfig", "tdsclip.dist.network:build_model",
+              "DiST: frozen CLIP ViT + dense temporal encoder + integration branch, contrastive text head")
+register_arch("amflow", "tdsclip.amflow.config:AMFlowConfig", "tdsclip.amflow.model:build",
+              "AM flow: frozen DINOv2 / CLIP ViT + attention-map-flow adapters + per-block temporal heads")
 
 
 def _load(target: str):
@@ -80,6 +84,17 @@ def model_config_from_dict(values: dict | None):
     if not isinstance(name, str):
         raise TypeError(f"model.arch: expected a string, got {type(name).__name__}")
     return config_class(name).from_dict(values)
+
+
+def build_checked(config, config_cls, model_cls, expected: str):
+    """What every architecture's builder does: a dict of fields becomes ``config_cls``, anything else but a
+    ``config_cls`` is a TypeError (``expected`` starts its message), the config is validated, the model built."""
+    if isinstance(config, dict):
+        config = config_cls.from_dict(config)
+    if not isinstance(config, config_cls):
+        raise TypeError(f"{expected}, got {type(config).__name__}")
+    config.validate()
+    return model_cls(config)
 
 
 def build_model(config):

@@ -5,6 +5,9 @@
     tdsclip eval RUN_DIR|CHECKPOINT      top-1/top-5, per-class accuracy, confusion matrix, JSON results
     tdsclip eval CKPT --zero-shot        classify from class names alone (M2-CLIP; --class-names FILE)
     tdsclip make-demo-data [DIR]         generate the synthetic motion data set
+    tdsclip convert SRC DST              published TDS-CLIP checkpoint -> model directory (config.json + safetensors)
+    tdsclip predict VIDEO... --model DIR top-k classes of video files with a model directory (or hub id)
+    tdsclip export --model DIR OUT.pt2   torch.export of the eval model (tds custom ops kept as ops)
     tdsclip summary ...                  parameter counts / shapes of a model config
     tdsclip configs                      list the shipped configs
 
@@ -60,8 +63,23 @@ def _configs(argv):
     return 0
 
 
+def _convert(argv):
+    from .convert import main
+    return main(argv)
+
+
+def _predict(argv):
+    from .predict import main
+    return main(argv)
+
+
+def _export(argv):
+    from .export import main
+    return main(argv)
+
+
 COMMANDS = {"train": _train, "eval": _eval, "demo": _demo, "make-demo-data": _make_demo_data,
-            "summary": _summary, "configs": _configs}
+            "summary": _summary, "configs": _configs, "convert": _convert, "predict": _predict, "export": _export}
 
 
 def main(argv: list[str] | None = None) -> int:

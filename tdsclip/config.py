@@ -1,11 +1,12 @@
-"""``TDSCLIPConfig``: everything that defines a TDS-CLIP model (SPEC §1–3), validated on creation.
+"""``TDSCLIPConfig``: everything that defines a TDS-CLIP model (docs/model.md §1–3), validated on creation.
 
 Load it from YAML (``TDSCLIPConfig.from_yaml(path)``), from a dict (``from_dict``: the ``model``
 section of a training config), and override fields from the command line::
 
     cfg = TDSCLIPConfig.from_yaml("b16.yaml").override(["side_dim=512", "fused_ops=false"])
 
-Every problem is a ``ValueError`` (``TypeError`` for a value of the wrong type) that names the field.
+Values and keys follow the rules of every config section (``tdsclip.config_rules``). Every problem is a
+``ValueError`` that names the field (``TypeError`` for a value of the wrong type given from Python).
 Mixed precision is not a model setting: the trainer wraps the forward in ``torch.autocast``
 (``runtime.amp``); ``backbone_dtype`` only picks the storage dtype of the frozen weights.
 """
@@ -15,16 +16,19 @@ import dataclasses
 import difflib
 import math
 import os
-import re
-import types
-import typing
 from dataclasses import dataclass
 from typing import Optional
 
 import yaml
 
+from .config_rules import check_known, coerce, coerce_fields, field_types, load_yaml, split_override
+
 # The built-in backbones: patch size and native image size of the vision tower. Other open_clip
 # ViT configs are accepted too (looked up in open_clip, which is slow to import, only when used).
+# memory_mode (fused_ops only): what the side block's MLP keeps for backward, see docs/model.md §4 and
+# bench/target_notes.md. "lean": its input x only (Linear1 and GELU recomputed in backward, one extra GEMM);
+# "fast": x and the pre-GELU hidden h (4d per token per block more, no GEMM recomputed).
+MEMORY_MODES = ("lean", "fast")
 KNOWN_BACKBONES = {"ViT-B-16": (16, 224), "ViT-L-14": (14, 224), "tiny": (16, 64)}
 # "tiny": a small random ViT for tests and the demo (width 64, 3 blocks, 4 heads, patch 16 at 64 px).
 TINY_VISION_CFG = dict(image_size=64, patch_size=16, width=64, layers=3, head_width=16, mlp_ratio=4.0)
@@ -37,15 +41,15 @@ BACKBONE_DTYPES = ("float32", "float16", "bfloat16")
 @dataclass
 class TDSCLIPConfig:
     arch: str = "tdsclip"                   # model family (tdsclip.archs); always "tdsclip" for this class
-    # -- frozen spatial encoder (SPEC §2)
-    backbone: str = "ViT-B-16"              # open_clip model name (ViT-B-16, ViT-L-14, ...) or "tiny"
+    # -- frozen spatial encoder (docs/model.md §2)
+    backbone: str = "ViT-B-16"              # open_clip model name (ViT-B-16, ViT-L-14, hf-hub:org/repo) or "tiny"
     pretrained: Optional[str] = None        # None (random), an open_clip tag ("openai"), or a checkpoint path
-    quick_gelu: Optional[bool] = None       # None: as the pretrained tag says (OpenAI weights need QuickGELU)
+    quick_gelu: Optional[bool] = None       # None: the tag's flag; else QuickGELU for ViT-B-16/L-14 (published)
     backbone_dtype: str = "float32"         # storage dtype of the frozen weights: float32 | float16 | bfloat16
     image_size: Optional[int] = None        # None: the backbone's native size (224; 64 for "tiny")
-    # -- input (SPEC §1)
+    # -- input (docs/model.md §1)
     num_frames: int = 8                     # T segments per clip (the model itself accepts any T)
-    # -- side network (SPEC §3)
+    # -- side network (docs/model.md §3)
     side_dim: int = 320                     # d (320 for B/16, 512 for L/14 in the published configs)
     num_classes: int = 174
     alpha: float = 0.5                      # weight of the motion stem (paper variant: 1.0)
@@ -58,6 +62,7 @@ class TDSCLIPConfig:
     # -- execution
     fused_ops: bool = True                  # tds_kernels fused ops (automatic backend) vs plain PyTorch
     grad_checkpoint: bool = False           # checkpoint each side block (use_reentrant=False)
+    memory_mode: str = "lean"               # fused side MLP: lean (keeps x, recomputes Linear1) | fast (keeps h)
 
     def __post_init__(self):
         self.validate()
@@ -70,26 +75,14 @@ class TDSCLIPConfig:
     @classmethod
     def from_dict(cls, values: dict | None) -> "TDSCLIPConfig":
         """Builds a config from a mapping (e.g. the ``model`` section of a training YAML); values are
-        converted to the field types, an unknown key is an error that names it."""
-        if values is None:
-            values = {}
-        if not isinstance(values, dict):
-            raise TypeError(f"TDSCLIPConfig: expected a mapping of fields, got {type(values).__name__}")
-        hints = typing.get_type_hints(cls)
-        kwargs = {}
-        for key, value in values.items():
-            _check_key(key, cls.field_names())
-            kwargs[key] = _coerce(value, hints[key], key)
-        return cls(**kwargs)
+        converted to the field types and unknown keys rejected by the rules of ``tdsclip.config_rules``."""
+        return cls(**coerce_fields(cls, values, "model"))
 
     @classmethod
     def from_yaml(cls, path: str, section: str | None = None) -> "TDSCLIPConfig":
         """Reads a YAML file: its top-level mapping, or its ``model:`` section if it has one (a
         training config), or the section named by ``section``."""
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f) or {}
-        if not isinstance(raw, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level")
+        raw = load_yaml(path)
         if section is not None:
             if not isinstance(raw.get(section), dict):
                 raise ValueError(f"{path}: no mapping section {section!r}")
@@ -102,17 +95,13 @@ class TDSCLIPConfig:
         """Applies ``key=value`` strings (``side_dim=512``, ``fused_ops=false``, ``pretrained=null``;
         a ``model.`` prefix is accepted) in place, re-validates, and returns ``self``. On an error the
         config is left unchanged."""
-        hints = typing.get_type_hints(type(self))
+        types_ = field_types(type(self))
         changes = {}
         for item in items:
-            if not isinstance(item, str) or "=" not in item:
-                raise ValueError(f"override {item!r} is not of the form key=value (e.g. side_dim=512)")
-            key, text = item.split("=", 1)
-            key = key.strip()
-            if key.startswith("model."):
-                key = key[len("model."):]
-            _check_key(key, self.field_names())
-            changes[key] = _coerce(_parse_value(text), hints[key], key)
+            path, value = split_override(item)
+            key = ".".join(path[1:] if path[0] == "model" and len(path) > 1 else path)
+            check_known(key, types_, "model")
+            changes[key] = coerce(value, types_[key], f"model.{key}")
         new = dataclasses.replace(self, **changes)  # validates
         for key, value in dataclasses.asdict(new).items():
             setattr(self, key, value)
@@ -135,7 +124,7 @@ class TDSCLIPConfig:
 
     @property
     def grid(self) -> tuple[int, int]:
-        """The token grid h × w (the same for both stem paddings: SPEC §3)."""
+        """The token grid h × w (the same for both stem paddings: docs/model.md §3)."""
         n = self.resolved_image_size // self.patch_size
         return n, n
 
@@ -147,7 +136,7 @@ class TDSCLIPConfig:
     def validate(self) -> None:
         if self.arch != "tdsclip":
             raise ValueError(f"arch: TDSCLIPConfig is the config of arch 'tdsclip', got {self.arch!r}")
-        validate_frozen_clip(self)
+        validate_frozen_tower(self)
         _check_int(self.num_frames, "num_frames")
         if self.num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {self.num_frames}")
@@ -175,14 +164,13 @@ class TDSCLIPConfig:
                 raise ValueError(f"{name} must be in [0, 1), got {value}")
         _check_type(self.fused_ops, bool, "fused_ops")
         _check_type(self.grad_checkpoint, bool, "grad_checkpoint")
+        if self.memory_mode not in MEMORY_MODES:
+            raise ValueError(f"memory_mode must be one of {', '.join(MEMORY_MODES)}, got {self.memory_mode!r}")
 
 
-# ---------------------------------------------------------------------------------------------
-# backbone lookup
-
-def validate_frozen_clip(cfg) -> None:
-    """Checks the frozen-CLIP fields every architecture's config has (backbone, pretrained, quick_gelu,
-    backbone_dtype, image_size); normalises an empty ``pretrained`` to None."""
+def validate_frozen_tower(cfg) -> None:
+    """Checks the frozen-tower fields every architecture's config shares (backbone, pretrained,
+    quick_gelu, backbone_dtype, image_size); an empty ``pretrained`` becomes None."""
     _check_type(cfg.backbone, str, "backbone")
     patch, _native = backbone_geometry(cfg.backbone)  # raises on an unknown backbone
     if cfg.pretrained is not None:
@@ -201,6 +189,9 @@ def validate_frozen_clip(cfg) -> None:
                              f"{cfg.backbone}, got {cfg.image_size}")
 
 
+# ---------------------------------------------------------------------------------------------
+# backbone lookup
+
 def backbone_geometry(name: str) -> tuple[int, int]:
     """(patch size, native image size) of a backbone name; ValueError naming the field if unknown."""
     if name in KNOWN_BACKBONES:
@@ -217,7 +208,7 @@ def backbone_geometry(name: str) -> tuple[int, int]:
 def _open_clip_vision_cfg(name: str) -> dict:
     import open_clip  # slow import: only for names outside KNOWN_BACKBONES
 
-    cfg = open_clip.get_model_config(name)
+    cfg = _hub_model_cfg(name) if name.startswith("hf-hub:") else open_clip.get_model_config(name)
     if cfg is None:
         vits = [m for m in open_clip.list_models() if m.startswith("ViT-")]
         close = difflib.get_close_matches(name, vits + ["tiny"], n=3)
@@ -232,7 +223,26 @@ def _open_clip_vision_cfg(name: str) -> dict:
     return vision
 
 
+def _hub_model_cfg(name: str) -> dict:
+    """The open_clip model config of an ``hf-hub:org/repo`` backbone (its open_clip_config.json)."""
+    import json
+
+    from huggingface_hub import hf_hub_download
+
+    repo = name[len("hf-hub:"):]
+    try:
+        path = hf_hub_download(repo, "open_clip_config.json")
+    except Exception as exc:  # offline without a cached copy, no such repository
+        raise ValueError(f"backbone {name!r}: cannot read open_clip_config.json of {repo!r} from the Hugging Face "
+                         f"hub ({type(exc).__name__}: {exc})") from exc
+    with open(path, encoding="utf-8") as f:
+        return json.load(f).get("model_cfg", {})
+
+
 def _check_pretrained(backbone: str, pretrained: str) -> None:
+    if backbone.startswith("hf-hub:"):
+        raise ValueError(f"pretrained {pretrained!r}: an hf-hub: backbone brings its own weights; set pretrained "
+                         "to null")
     if os.path.isfile(pretrained):
         return
     if backbone == "tiny":
@@ -249,14 +259,7 @@ def _check_pretrained(backbone: str, pretrained: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# value checks and conversion
-
-def _check_key(key: str, names: list[str]) -> None:
-    if key not in names:
-        close = difflib.get_close_matches(key, names, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown model config key {key!r}{hint}; known keys: {', '.join(names)}")
-
+# value checks of validate() (conversion of incoming values: tdsclip.config_rules)
 
 def _check_type(value, tp, name: str) -> None:
     if not isinstance(value, tp) or (tp is not bool and isinstance(value, bool)):
@@ -276,69 +279,3 @@ def _check_number(value, name: str) -> None:
 def _choice(value, choices, name: str) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-
-
-_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-
-
-def _parse_value(text: str):
-    """A command-line value: YAML scalars (true, null, 8, 0.5), plus 1e-4-style floats that YAML 1.1
-    reads as strings."""
-    text = text.strip()
-    if _FLOAT.match(text) and not re.match(r"^[+-]?\d+$", text):
-        return float(text)
-    try:
-        return yaml.safe_load(text) if text else ""
-    except yaml.YAMLError:
-        return text
-
-
-_TRUE = {"true", "yes", "on", "1"}
-_FALSE = {"false", "no", "off", "0"}
-
-
-def _coerce(value, tp, name: str):
-    """Converts ``value`` to the field type ``tp``; TypeError/ValueError naming the field if it can't."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "~")):
-            return None
-        inner = [a for a in typing.get_args(tp) if a is not type(None)][0]
-        return _coerce(value, inner, name)
-    if value is None:
-        raise TypeError(f"{name} cannot be null")
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, (str, int)) and str(value).strip().lower() in _TRUE | _FALSE:
-            return str(value).strip().lower() in _TRUE
-        raise ValueError(f"{name} must be true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ValueError(f"{name} must be an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                pass
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, bool):
-            raise ValueError(f"{name} must be a number, got {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ValueError(f"{name} must be a string, got {value!r}")
-    return value

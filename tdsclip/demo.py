@@ -1,7 +1,8 @@
 """``tdsclip demo`` (also ``tdsclip train --config demo``): the whole pipeline on a laptop-sized task.
 
 1. makes the demo data set if it is absent (``tdsclip.data.demo``: VP9 videos of a textured patch
-   moving left/right or up/down; the classes come in time-reversed pairs);
+   moving left/right or up/down; the classes come in time-reversed pairs) — ``tdsclip demo`` only:
+   ``tdsclip train --config demo`` wants it made already, so a mistyped ``data.root`` is an error;
 2. trains a tiny TDS-CLIP (random-initialised tiny open_clip ViT, frozen; the side network trained)
    on the CPU with the ``demo`` config;
 3. evaluates the final checkpoint on the validation videos (``tdsclip eval``: JSON + confusion matrix);
@@ -51,38 +52,51 @@ def run_baseline(cfg, checkpoint: str, log=print) -> dict:
     # The probe sees each training video once, un-augmented (val-mode clips of the train split).
     train_plain = make_loader(cfg, info, src.train_loader.dataset, "val", cfg.data.batch_size)
     t0 = time.perf_counter()
-    res = linear_probe_top1(model, iter(train_plain), src.val_batches(), cfg.model["num_classes"], info.device)
+    res = linear_probe_top1(model, iter(train_plain), src.val_batches(), cfg.model.num_classes, info.device)
     res["wall_s"] = time.perf_counter() - t0
     return res
 
 
-def run_demo(cfg, log=print) -> int:
-    """Trains, evaluates and runs the baseline for a demo-dataset config; returns the exit status."""
-    from .engine.distributed import DistInfo, cleanup
-    from .engine.trainer import NonFiniteLossError
-    from .eval import run_eval
-    from .train import EXIT_NONFINITE, run_training
+def run_demo(cfg, log=print, *, command: str = "tdsclip demo", generate: bool = True) -> int:
+    """Trains, evaluates and runs the baseline for a demo-dataset config; returns the exit status.
 
+    ``command``: how the user started it (said in "continue with ..." hints). ``generate``: make the demo
+    data when ``data.root`` holds none (``tdsclip demo``); otherwise (``tdsclip train --config demo``) a
+    missing data set is an error, so a mistyped ``data.root`` does not silently generate a new one.
+    """
+    from .engine.signals import StopRequest
+
+    labels = os.path.join(cfg.data.root, "labels.json")
+    if not generate and not os.path.exists(labels):
+        print(f"demo: error: no demo data set at data.root={cfg.data.root!r} (no {labels}): make one with "
+              f"tdsclip make-demo-data {cfg.data.root}, or run tdsclip demo, which makes it", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
     if os.environ.get("RANK", "0") == "0":
+        # before the signal handler is installed: the generator's worker pool is ended with SIGTERM
         ensure_demo_data(cfg.data.root, dict(cfg.data.extra.get("demo", {})), log)
-    try:
-        result, info = run_training(cfg, log=log)
-    except NonFiniteLossError as exc:
-        print(f"demo: error: {exc}", file=sys.stderr)
-        return EXIT_NONFINITE
-    except (ValueError, FileNotFoundError) as exc:
-        if os.environ.get("TDSCLIP_DEBUG"):
-            raise
-        print(f"demo: error: {exc} (TDSCLIP_DEBUG=1 shows the traceback)", file=sys.stderr)
-        return 2
+    # installed for the whole demo: a signal during the evaluation still ends with 128 + signal
+    with StopRequest() as stop:
+        return _run_demo(cfg, log, command, stop, t0)
+
+
+def _run_demo(cfg, log, command: str, stop, t0: float) -> int:
+    from .engine.distributed import DistInfo, cleanup
+    from .eval import run_eval
+    from .run import run_training, signal_status, training_errors
+
+    got, status = training_errors("demo", lambda: run_training(cfg, log=log, stop=stop))
+    if status is not None:
+        return status
+    result, info = got
     cleanup(info)
     if not info.is_main:
         return 0
-    if result.status != "done":
+    status = signal_status("demo", result, stop, log)
+    if result.status != "done" or status is not None:
         log(f"demo: training stopped at step {result.global_step}; continue with "
-            f"tdsclip demo --resume auto (checkpoint {result.checkpoint})")
-        return 128 + result.signal if result.signal else 0
+            f"{command} [same arguments] --resume auto (checkpoint {result.checkpoint})")
+        return status or 0
     single = DistInfo(device=info.device)  # evaluation and baseline run in this process only
     summary = run_eval(result.checkpoint, ["eval.views=single"], info=single, log=log)
     base = run_baseline(cfg, result.checkpoint, log)
@@ -99,15 +113,15 @@ def run_demo(cfg, log=print) -> int:
     log(f"demo: order-blind baseline (linear probe on the frozen backbone's time-averaged features, "
         f"{base['num_train']} training videos) val top-1 {base['val_top1']:.2f}% (train {base['train_top1']:.2f}%; "
         f"must stay <= {BASELINE_LIMIT:.0f}%: time-reversed class pairs cap it at 50%, chance is "
-        f"{100 / cfg.model['num_classes']:.0f}%)")
+        f"{100 / cfg.model.num_classes:.0f}%)")
     log(f"demo: plots in {cfg.runtime.output} (loss.png, accuracy.png, lr.png, {os.path.basename(summary['confusion_png'])}); "
         + ("targets met" if report["passed"] else "TARGETS NOT MET"))
     print(f"demo: val_top1={summary['top1']:.2f} baseline_top1={base['val_top1']:.2f} wall_s={wall:.1f}", flush=True)
-    return 0
+    return signal_status("demo", result, stop, log) or 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .train import add_train_arguments, resolve_config
+    from .run import add_train_arguments, resolve_config
 
     parser = argparse.ArgumentParser(prog="tdsclip demo", description=__doc__.split("\n\n")[0])
     add_train_arguments(parser)

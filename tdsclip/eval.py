@@ -3,6 +3,7 @@
     tdsclip eval runs/ssv2_b16                       # newest checkpoint of a run, the config's protocol
     tdsclip eval CKPT.pt --views multi --num-clips 2 # 3 crops x 2 clips, softmax scores averaged per video
     tdsclip eval CKPT.pt --views single              # one centre crop, one clip
+    tdsclip eval models/ssv2_b16 --data-root DATA     # a model directory (tdsclip convert, <run>/best)
     torchrun --nproc_per_node 4 -m tdsclip.eval CKPT.pt ...
     tdsclip eval CKPT.pt --zero-shot --split other.txt --class-names names.txt
                                                      # zero-shot: classes from their names alone (M2-CLIP, DiST)
@@ -100,12 +101,12 @@ def load_model_from_checkpoint(path: str, overrides: list[str], device, state: d
     """(model with the checkpoint's weights, TrainConfig, checkpoint dict)."""
     from .archs import build_model
     from .engine.checkpoint import load_checkpoint
-    from .engine.state import load_model_state
+    from .engine.state import load_checkpoint_model_state
 
     state = state if state is not None else load_checkpoint(path)
     cfg = checkpoint_config(state, overrides)
     model = build_model(cfg.model_config())
-    load_model_state(model, state["model"])
+    load_checkpoint_model_state(model, state, cfg.model.to_dict(), path)
     return model.to(device).eval(), cfg, state
 
 
@@ -153,12 +154,27 @@ def zero_shot_source(cfg, info, class_names: list[str] | None):
             raise ValueError("--zero-shot: this data set carries no class names (a list file has only label ids): "
                              "pass --class-names FILE (one name per line, line i = label i)")
     cfg = copy.deepcopy(cfg)
-    cfg.model["num_classes"] = len(class_names)
+    cfg.model.num_classes = len(class_names)  # the labels of this data set index class_names
     return build_eval_source(cfg, info), list(class_names)
 
 
+def zero_shot_setup(model, cfg, info, data, class_names_file: str | None):
+    """(``ZeroShotClassifier``, evaluation data, class names) of ``tdsclip eval --zero-shot``: the one
+    zero-shot path of every architecture with ``zero_shot_logits`` (tdsclip.archs contract: m2clip, dist)."""
+    if not callable(getattr(model, "zero_shot_logits", None)) or not getattr(model, "supports_zero_shot", True):
+        raise ValueError(f"--zero-shot: this model (arch {cfg.model.arch!r}) has no zero-shot classifier "
+                         "(zero_shot_logits from class names): arch m2clip, or arch dist with model.head=text")
+    names = read_class_names(class_names_file) if class_names_file else None
+    if data is None:
+        data, class_names = zero_shot_source(cfg, info, names)
+    else:
+        class_names = names or list(data.class_names)
+    return ZeroShotClassifier(model, class_names), data, class_names
+
+
 def add_eval_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("checkpoint", help="a checkpoint .pt, or a run directory (its newest checkpoint)")
+    p.add_argument("checkpoint", help="a checkpoint .pt, a run directory (its newest checkpoint), or a model "
+                                      "directory (config.json + model.safetensors)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides of the stored config (data.root=...)")
     p.add_argument("--set", dest="set_items", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--views", choices=("single", "multi"), help="single view, or num_crops x num_clips (eval.views)")
@@ -174,7 +190,8 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     fused.add_argument("--no-fused-ops", dest="fused_ops", action="store_false")
     p.add_argument("--output", "-o", help="where the JSON and PNG go (default: beside the checkpoint)")
     p.add_argument("--zero-shot", action="store_true",
-                   help="classify from the class names alone (models with zero_shot_logits, e.g. arch m2clip)")
+                   help="classify from the class names alone (models with zero_shot_logits: arch m2clip, "
+                        "arch dist with model.head=text)")
     p.add_argument("--class-names", metavar="FILE",
                    help="with --zero-shot: class names, one per line (line i = label i), or a JSON {name: id} map; "
                         "default: the data set's own names")
@@ -198,42 +215,37 @@ def run_eval(checkpoint: str, overrides: list[str], output: str | None = None, d
     ``info``: an existing DistInfo (default: join the torchrun process group, if any). ``zero_shot``:
     classify by ``model.zero_shot_logits`` from the class names (``class_names_file`` or the data set's)."""
     from .engine import distributed
-    from .engine.checkpoint import find_latest, load_checkpoint
+    from .engine.checkpoint import latest_readable, load_checkpoint
+    from .hub import WEIGHTS_NAME, checkpoint_state, is_model_dir
 
-    path = find_latest(checkpoint) if os.path.isdir(checkpoint) else checkpoint
-    if path is None:
-        raise FileNotFoundError(f"{checkpoint!r} is a directory without checkpoint_step*.pt files")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {checkpoint!r} does not exist")
     t0 = time.perf_counter()
-    state = load_checkpoint(path)
+    if is_model_dir(checkpoint):  # a model directory (tdsclip convert / save_pretrained / <run>/best)
+        path, state = os.path.join(checkpoint, WEIGHTS_NAME), checkpoint_state(checkpoint)
+    else:
+        path = latest_readable(checkpoint, f"eval {checkpoint}") if os.path.isdir(checkpoint) else checkpoint
+        if path is None:
+            raise FileNotFoundError(f"{checkpoint!r} is a directory without checkpoint_step*.pt files")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"checkpoint {checkpoint!r} does not exist")
+        state = load_checkpoint(path)
     own_group = info is None
     if own_group:
         info = distributed.init_distributed(checkpoint_config(state, overrides).runtime.device)
     model, cfg, state = load_model_from_checkpoint(path, overrides, info.device, state)
     if cfg.runtime.threads > 0:
         torch.set_num_threads(cfg.runtime.threads)
-    classifier, num_classes = model, cfg.model["num_classes"]
-    if zero_shot:
-        if not callable(getattr(model, "zero_shot_logits", None)):
-            raise ValueError(f"--zero-shot: arch {cfg.model.get('arch', 'tdsclip')!r} has no zero-shot classifier "
-                             "(zero_shot_logits); e.g. arch m2clip has one")
-        names = read_class_names(class_names_file) if class_names_file else None
-        if data is None:
-            data, class_names = zero_shot_source(cfg, info, names)
-        else:
-            class_names = names or list(data.class_names)
-        classifier, num_classes = ZeroShotClassifier(model, class_names), len(class_names)
-    else:
-        if data is None:
-            from .engine.video_source import build_eval_source
+    num_classes = cfg.model.num_classes
+    if zero_shot:  # the model becomes a classifier of the given (or the data set's) class names
+        model, data, class_names = zero_shot_setup(model, cfg, info, data, class_names_file)
+        num_classes = len(class_names)
+    if data is None:
+        from .engine.video_source import build_eval_source
 
-            data = build_eval_source(cfg, info)
-        class_names = list(state.get("class_names") or getattr(data, "class_names", []) or [])
-        if hasattr(model, "set_class_names") and len(class_names) == num_classes:
-            model.set_class_names(class_names)  # text-conditioned heads (tdsclip.archs model contract)
+        data = build_eval_source(cfg, info)
     views = cfg.eval.views
-    summary = evaluate_model(classifier, data.eval_batches(views), num_classes, class_names,
+    if not zero_shot:
+        class_names = list(state.get("class_names") or getattr(data, "class_names", []) or [])
+    summary = evaluate_model(model, data.eval_batches(views), num_classes, class_names,
                              info.device, cfg.runtime.amp, info)
     protocol = ({"views": "single", "crops": 1, "clips": 1} if views == "single"
                 else {"views": "multi", "crops": cfg.eval.num_crops, "clips": cfg.eval.num_clips})
@@ -261,12 +273,14 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.overrides:
         if "=" not in item:
             parser.error(f"unexpected argument {item!r}: overrides are KEY=VALUE")
+    if args.class_names and not args.zero_shot:
+        parser.error("--class-names needs --zero-shot")
     try:
-        if args.class_names and not args.zero_shot:
-            parser.error("--class-names needs --zero-shot")
         run_eval(args.checkpoint, eval_overrides(args), args.output, zero_shot=args.zero_shot,
                  class_names_file=args.class_names)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, OSError) as exc:  # bad paths, files or settings: the message says what to fix
+        if os.environ.get("TDSCLIP_DEBUG"):
+            raise
         print(f"eval: error: {exc}", file=sys.stderr)
         return 2
     return 0

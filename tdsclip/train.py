@@ -4,162 +4,16 @@
     torchrun --nproc_per_node 4 -m tdsclip.train --config ssv2_b16 ...     (DDP: NCCL on GPUs, Gloo on CPUs)
 
 Precedence: the YAML (with its ``base:`` chain) < ``key=value`` overrides (positional or ``--set``)
-< the dedicated flags below. Exit status: 0 done, 3 non-finite loss, 130/143 stopped by SIGINT/SIGTERM
-(after writing a checkpoint; continue with ``--resume auto``), 2 bad arguments or config.
+< the dedicated flags below. Exit status: 0 done, 3 non-finite loss (or too many skipped updates),
+130/143 stopped by SIGINT/SIGTERM (after writing a checkpoint; continue with ``--resume auto``), 2 bad
+arguments, config, paths or data (also: another training runs in the output directory).
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-EXIT_NONFINITE = 3
-
-
-def add_train_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="config overrides with dotted keys, e.g. model.side_dim=512 optim.lr=5e-4")
-    p.add_argument("--config", "-c", default="demo",
-                   help="a shipped config (demo, ssv2_b16, ssv2_l14, ssv1_b16, ssv1_l14, k400_b16, k400_l14) "
-                        "or a YAML path (default: demo)")
-    p.add_argument("--set", dest="set_items", action="append", default=[], metavar="KEY=VALUE",
-                   help="a config override (repeatable); same as a positional KEY=VALUE")
-    p.add_argument("--output", "-o", help="run directory: checkpoints, metrics.jsonl, plots (runtime.output)")
-    p.add_argument("--resume", help="continue from a checkpoint: a .pt path, a run directory, or 'auto' "
-                                    "(the newest checkpoint in --output; a fresh start if there is none)")
-    p.add_argument("--seed", type=int, help="runtime.seed (data order, initialisation)")
-    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (runtime.device)")
-    p.add_argument("--amp", choices=("bf16", "fp16", "off"), help="mixed precision (fp16 uses a GradScaler)")
-    fused = p.add_mutually_exclusive_group()
-    fused.add_argument("--fused-ops", dest="fused_ops", action="store_true", default=None,
-                       help="use the tds_kernels fused ops (the default when they are built)")
-    fused.add_argument("--no-fused-ops", dest="fused_ops", action="store_false",
-                       help="plain PyTorch ops instead of the fused kernels")
-    ckp = p.add_mutually_exclusive_group()
-    ckp.add_argument("--grad-checkpoint", dest="grad_checkpoint", action="store_true", default=None,
-                     help="recompute each side block in backward (less memory, ~30%% more compute)")
-    ckp.add_argument("--no-grad-checkpoint", dest="grad_checkpoint", action="store_false")
-    p.add_argument("--grad-accum", type=int, help="micro-batches per optimiser update (optim.grad_accum)")
-    p.add_argument("--epochs", type=int, help="optim.epochs")
-    p.add_argument("--batch-size", type=int, help="clips per GPU per step (data.batch_size)")
-    p.add_argument("--lr", type=float, help="optim.lr")
-    p.add_argument("--data-root", help="data.root")
-    p.add_argument("--pretrained", help="model.pretrained: an open_clip tag (openai) or a weights file; 'none' for random")
-    p.add_argument("--on-nan", choices=("stop", "skip"),
-                   help="a non-finite loss stops the run (default) or skips that update")
-    p.add_argument("--max-steps", type=int, help="stop with a checkpoint after this many optimiser steps")
-    p.add_argument("--threads", type=int, help="torch CPU threads per process (runtime.threads; 0 = default)")
-    p.add_argument("--no-progress", action="store_true", help="no live progress bar")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    return p
-
-
-def overrides_from_args(args) -> list[str]:
-    """The override list: positional and --set items first, then the dedicated flags (which win)."""
-    items = list(args.overrides) + list(args.set_items)
-    flag_map = [("output", "runtime.output"), ("resume", "runtime.resume"), ("seed", "runtime.seed"),
-                ("device", "runtime.device"), ("amp", "runtime.amp"), ("fused_ops", "model.fused_ops"),
-                ("grad_checkpoint", "model.grad_checkpoint"), ("grad_accum", "optim.grad_accum"),
-                ("epochs", "optim.epochs"), ("batch_size", "data.batch_size"), ("lr", "optim.lr"),
-                ("data_root", "data.root"), ("on_nan", "runtime.on_nan"), ("max_steps", "runtime.max_steps"),
-                ("threads", "runtime.threads")]
-    for attr, key in flag_map:
-        value = getattr(args, attr, None)
-        if value is not None:
-            items.append(f"{key}={str(value).lower() if isinstance(value, bool) else value}")
-    if getattr(args, "pretrained", None) is not None:
-        items.append("model.pretrained=" + ("null" if args.pretrained.lower() in ("none", "null", "") else args.pretrained))
-    if getattr(args, "no_progress", False):
-        items.append("runtime.progress=false")
-    return items
-
-
-def resolve_config(args):
-    from .engine.config import load_config
-
-    for item in list(args.overrides):
-        if "=" not in item:
-            raise ValueError(f"unexpected argument {item!r}: overrides are KEY=VALUE (e.g. model.side_dim=512)")
-    return load_config(args.config, overrides_from_args(args))
-
-
-def run_training(cfg, *, model=None, data=None, stop=None, fault_hook=None, log=print):
-    """Builds what is not given (model, data, process group), trains, and returns ``(FitResult, info)``.
-    Used by ``main`` and by ``tdsclip demo``; tests pass their own model/data."""
-    import torch
-
-    from .engine import distributed
-    from .engine.rng import seed_everything
-    from .engine.signals import StopRequest
-    from .engine.trainer import Trainer
-
-    info = distributed.init_distributed(cfg.runtime.device)
-    if not info.is_main:
-        log = lambda *a, **k: None  # noqa: E731  (only rank 0 talks)
-    if cfg.runtime.threads > 0:
-        torch.set_num_threads(cfg.runtime.threads)
-    if cfg.runtime.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    # Same seed on every rank for the model's initialisation (DDP also broadcasts rank 0's weights);
-    # per-rank streams afterwards, so ranks augment differently.
-    seed_everything(cfg.runtime.seed)
-    if model is None:
-        model = build_model(cfg, log)
-    seed_everything(cfg.runtime.seed + 7919 * info.rank)
-    if data is None:
-        from .engine.video_source import build_train_source
-
-        data = build_train_source(cfg, info)
-    if hasattr(model, "set_class_names"):  # text-conditioned heads (tdsclip.archs model contract)
-        model.set_class_names(list(data.class_names))
-    out = cfg.runtime.output
-    resume = None
-    if info.is_main:
-        from .engine.checkpoint import resolve_resume
-        from .engine.rundir import archive_previous_run
-
-        os.makedirs(out, exist_ok=True)
-        resume = resolve_resume(cfg.runtime.resume, out)
-        if cfg.runtime.resume == "auto" and resume is None:
-            log(f"train: --resume auto: no checkpoint in {out}, starting from scratch")
-        if resume is None:
-            archived = archive_previous_run(out)
-            if archived:
-                log(f"train: {out} held an earlier run: moved its files to {archived} "
-                    "(pass --resume auto to continue a run instead)")
-        with open(os.path.join(out, "config.yaml"), "w", encoding="utf-8") as f:
-            f.write(cfg.to_yaml())
-    resume = distributed.broadcast_object(resume, info)
-    stop = stop or StopRequest()
-    trainer = Trainer(cfg, model, data, info, log=log, stop=stop, fault_hook=fault_hook)
-    if resume:
-        trainer.load(resume)
-        log(f"train: resumed from {resume} at epoch {trainer.epoch + 1}, step {trainer.global_step}")
-    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    n_all = sum(p.numel() for p in model.parameters())
-    log(f"train: {cfg.name}: {n_train / 1e6:.3f} M trainable of {n_all / 1e6:.3f} M parameters; "
-        f"{trainer.steps_per_epoch} steps/epoch x {cfg.optim.epochs} epochs; batch {cfg.data.batch_size} x "
-        f"{info.world_size} rank(s) x accum {cfg.optim.grad_accum}; device {info.device}; amp {cfg.runtime.amp}; "
-        f"fused ops {'on' if cfg.model.get('fused_ops') else 'off'}; output {out}")
-    with stop:
-        result = trainer.fit()
-    return result, info
-
-
-def build_model(cfg, log=print):
-    """The TDS-CLIP model of ``cfg.model``; warns when fused ops were asked for but cannot run fused here."""
-    from .archs import build_model as _build
-
-    mcfg = cfg.model_config()
-    if mcfg.fused_ops:
-        try:
-            from tds_kernels import _ext
-            if not _ext.has_extension():
-                log(f"train: note: fused ops requested but tds_kernels._C is not built ({_ext.load_error()}); "
-                    f"the ops use their Triton/reference backends. {_ext.INSTALL_HINT}")
-        except ImportError:
-            pass
-    return _build(mcfg)
+from .run import add_train_arguments, resolve_config, run_training, signal_status, training_errors
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,35 +29,31 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.data.dataset == "demo":
         from .demo import run_demo  # the demo config trains, evaluates and runs the baseline
 
-        return run_demo(cfg)
+        # only `tdsclip demo` makes missing demo data: here a mistyped data.root must be an error
+        return run_demo(cfg, command="tdsclip train --config " + args.config, generate=False)
     return train_and_report(cfg)
 
 
 def train_and_report(cfg) -> int:
     from .engine.distributed import cleanup
-    from .engine.trainer import NonFiniteLossError
+    from .engine.signals import StopRequest
 
-    try:
-        result, info = run_training(cfg)
-    except NonFiniteLossError as exc:
-        print(f"train: error: {exc}", file=sys.stderr)
-        return EXIT_NONFINITE
-    except (ValueError, FileNotFoundError) as exc:  # bad paths or settings: the message says what to fix
-        if os.environ.get("TDSCLIP_DEBUG"):
-            raise
-        print(f"train: error: {exc} (TDSCLIP_DEBUG=1 shows the traceback)", file=sys.stderr)
-        return 2
-    try:
-        if info.is_main:
-            val = result.val or {}
-            print(f"train: {result.status} after {result.global_step} steps ({result.epoch} epochs) in "
-                  f"{result.wall_s:.1f} s; checkpoint {result.checkpoint}"
-                  + (f"; val top-1 {val['top1']:.2f}% top-5 {val['top5']:.2f}%" if val.get("num") else ""))
-    finally:
-        cleanup(info)
-    if result.status == "stopped" and result.signal is not None:
-        return 128 + int(result.signal)  # the shell convention for "killed by this signal"
-    return 0
+    # installed for the whole command: a signal after training (while reporting) still ends with 128 + signal
+    with StopRequest() as stop:
+        got, status = training_errors("train", lambda: run_training(cfg, stop=stop))
+        if status is not None:
+            return status
+        result, info = got
+        try:
+            if info.is_main:
+                val = result.val or {}
+                print(f"train: {result.status} after {result.global_step} steps ({result.epoch} epochs) in "
+                      f"{result.wall_s:.1f} s; checkpoint {result.checkpoint}"
+                      + (f"; val top-1 {val['top1']:.2f}% top-5 {val['top5']:.2f}%" if val.get("num") else ""))
+        finally:
+            cleanup(info)
+        status = signal_status("train", result, stop)
+    return 0 if status is None else status
 
 
 if __name__ == "__main__":

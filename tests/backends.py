@@ -1,6 +1,6 @@
 """Which backends an op test can run on this machine, as pytest parameters (shared by the op tests).
 
-    HAS_CPU, HAS_CUDA, NEED_CPU, NEED_GPU, BACKENDS, FUSED = op_backends("cls_token_shift")
+    HAS_CPU, HAS_CUDA, NEED_CPU, NEED_GPU, BACKENDS, FUSED = op_backends("cls_token_shift_forward")
 
 BACKENDS: (backend, device) pairs — the C++ kernel, Triton under the interpreter on CPU tensors, and on
 a GPU machine the CUDA kernel and Triton on CUDA tensors — each skipped where it cannot run.
@@ -28,7 +28,7 @@ class OpBackends(NamedTuple):
 
 
 def op_backends(kernel: str) -> OpBackends:
-    """kernel: a schema name of the op in tds_kernels._C (e.g. "temporal_max_diff", "bn_mlp_forward")."""
+    """kernel: a schema name of the op in tds_kernels._C (e.g. "temporal_max_diff_forward": tds_kernels.ops.registry.get(op).forward_schema)."""
     has_cpu = _ext.has_extension() and _ext.has_kernel(kernel, "cpu")
     has_cuda = torch.cuda.is_available() and _ext.built_with_cuda() and _ext.has_kernel(kernel, "cuda")
     need_cpu = pytest.mark.skipif(not has_cpu, reason="tds_kernels._C is not built (pip install --no-build-isolation -e .)")

@@ -18,6 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 import make_results  # noqa: E402
+from tds_kernels.ops.registry import NAMES as REGISTERED  # noqa: E402
 
 
 def _bench_env() -> dict:
@@ -40,7 +41,10 @@ def test_quick_benchmarks_run_and_report(tmp_path):
     data = json.loads(out_json.read_text())
     benches = data["benchmarks"]
     kinds = {b["extra_info"]["kind"] for b in benches}
-    assert {"op", "copy", "op_memory", "model_memory", "train_step", "data"} <= kinds, kinds
+    assert {"op", "copy", "op_memory", "model_memory", "train_step", "data", "model_step"} <= kinds, kinds
+    steps = [b["extra_info"]["step"] for b in benches if b["extra_info"]["kind"] == "model_step"]
+    assert steps and {"plain", "fused", "fused-fast", "fused+ckpt"} <= set(steps[0]["variants"])
+    assert all(v["step_best_s"] > 0 and v["activation_bytes"] > 0 for v in steps[0]["variants"].values())
     ops = {}
     for b in benches:
         e = b["extra_info"]
@@ -48,7 +52,7 @@ def test_quick_benchmarks_run_and_report(tmp_path):
             ops.setdefault(e["op"], set()).add((e["impl"], e["phase"]))
             assert b["stats"]["rounds"] >= 1 and b["stats"]["min"] > 0
             assert e["bytes"] > 0
-    assert set(ops) == {"temporal_max_diff", "cls_token_shift", "td_adapter", "sme_stem", "bn_mlp"}, set(ops)
+    assert set(ops) == set(REGISTERED), set(ops)
     for op, done in ops.items():
         for impl in ("eager", "compile"):
             assert {(impl, p) for p in ("fwd", "bwd", "fwd+bwd")} <= done, (op, impl, done)
@@ -61,7 +65,7 @@ def test_quick_benchmarks_run_and_report(tmp_path):
                            str(out_md), "--notes", ""], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     text = out_md.read_text()
-    for needle in ("## CPU run", "### Targets", "### Per-op times", "### Activation memory", "### End to end",
+    for needle in ("## CPU run", "### Training step and inference of the whole model", "### Targets", "### Per-op times", "### Activation memory", "### End to end",
                    "Temporal max-difference fwd+bwd", "clips / s"):
         assert needle in text, f"{needle!r} missing from the report"
 
@@ -128,3 +132,10 @@ def test_make_results_gpu_bandwidth_fraction(tmp_path):
     # a kernel at 10 GB/s of the 20 GB/s copy is a miss that names the shape
     what, measured, status = make_results.targets(_synthetic(tmp_path, device="cuda", fused_tmd=0.1))[-1]
     assert status.startswith("MISS") and "50%" in status and "BT=64" in status, status
+
+
+def test_every_registered_op_has_a_benchmark_and_a_title():
+    import harness
+
+    assert [b.name for b in harness.op_benches()] == list(REGISTERED)
+    assert tuple(make_results.OP_ORDER) == tuple(REGISTERED) and set(make_results.OP_TITLES) == set(REGISTERED)

@@ -309,8 +309,8 @@ def test_opcheck_tds_ops(training):
 
 @pytest.mark.parametrize("training", [True, False])
 def test_opcheck_triton_ops(training):
-    torch.library.opcheck(bn_op.triton_bn_mlp_forward, (*_opcheck_args(), training, 1e-5))
-    torch.library.opcheck(bn_op.triton_bn_mlp_backward, _backward_args(training))
+    torch.library.opcheck(bn_op.triton_forward, (*_opcheck_args(), training, 1e-5))
+    torch.library.opcheck(bn_op.triton_backward, _backward_args(training))
 
 
 COMPILE_BACKENDS = [pytest.param("cpu", marks=NEED_CPU), "triton", "reference"]

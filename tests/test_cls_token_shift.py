@@ -1,4 +1,4 @@
-"""tds_kernels.cls_token_shift on every backend against its reference (SPEC §4 op 4).
+"""tds_kernels.cls_token_shift on every backend against its reference (docs/model.md §4 op 4).
 
 The op only moves values, so every backend must match the reference exactly (and the parity rule of
 tests/parity.py holds trivially); outputs are NaN-poisoned at allocation (conftest), so a value the
@@ -16,7 +16,7 @@ from tds_kernels.ops.cls_token_shift.reference import cls_token_shift_reference 
 from backends import op_backends
 from parity import assert_parity
 
-HAS_CPU, HAS_CUDA, NEED_CPU, NEED_GPU, BACKENDS, FUSED = op_backends("cls_token_shift")
+HAS_CPU, HAS_CUDA, NEED_CPU, NEED_GPU, BACKENDS, FUSED = op_backends("cls_token_shift_forward")
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
 # (B, T, C): T in {1, 2, 3, 8, 16}, even and odd C (odd C: the second half is one wider), C = 1
 # (no first half at all), vector-friendly and unfriendly widths, batch 1.
@@ -110,14 +110,14 @@ def test_gradcheck_cpu():
 @NEED_CPU
 def test_opcheck_tds_ops():
     x = torch.randn(2, 3, 20, requires_grad=True)
-    torch.library.opcheck(torch.ops.tds.cls_token_shift.default, (x,))
+    torch.library.opcheck(torch.ops.tds.cls_token_shift_forward.default, (x,))
     torch.library.opcheck(torch.ops.tds.cls_token_shift_backward.default, (torch.randn(2, 3, 20, requires_grad=True),))
 
 
 def test_opcheck_triton_ops():
     x = torch.randn(2, 3, 20, requires_grad=True)
-    torch.library.opcheck(shift_op.triton_cls_token_shift, (x,))
-    torch.library.opcheck(shift_op.triton_cls_token_shift_backward, (torch.randn(2, 3, 20, requires_grad=True),))
+    torch.library.opcheck(shift_op.triton_forward, (x,))
+    torch.library.opcheck(shift_op.triton_backward, (torch.randn(2, 3, 20, requires_grad=True),))
 
 
 def _grad(f, x, g):
@@ -174,4 +174,4 @@ def test_bad_input(backend, make_x, exc, match):
 @NEED_CPU
 def test_extension_op_checks_its_arguments():
     with pytest.raises(RuntimeError, match="must be \\(B, T, C\\)"):
-        torch.ops.tds.cls_token_shift(torch.randn(2, 3))
+        torch.ops.tds.cls_token_shift_forward(torch.randn(2, 3))

@@ -153,7 +153,7 @@ def test_test_split_views():
     assert val[0][0].shape == (3, T, 5, 3, S, S) and len(val[0]) == 2
 
 
-BAD = ("badpayload", "garbage", "empty", "noframes")
+BAD = ("badpayload", "garbage", "empty", "noframes", "truncated", "corrupt")  # the last two: fewer frames than their header declares
 
 
 def test_bad_videos_are_skipped_counted_and_reported():
@@ -165,9 +165,10 @@ def test_bad_videos_are_skipped_counted_and_reported():
     msgs = [str(w.message) for w in rec]
     for name in BAD:
         assert any(zoo()[name] in m for m in msgs), name
-    assert any("skipped 4 video(s)" in m for m in msgs)  # the end-of-epoch report
-    assert ld.skipped == 4 and {p for p, _ in ld.skipped_files} == {zoo()[n] for n in BAD}
-    assert sum(c.shape[0] for c, _ in out) == len(names) - 4  # the epoch went on
+    assert any("skipped 6 video(s)" in m for m in msgs)  # the end-of-epoch report
+    assert ld.skipped == 6 and {p for p, _ in ld.skipped_files} == {zoo()[n] for n in BAD}
+    assert any("truncated or damaged: 8 complete frame(s) of the 20 its header declares" in m for m in msgs)
+    assert sum(c.shape[0] for c, _ in out) == len(names) - 6  # the epoch went on
     with pytest.raises(VideoError, match="badpayload"):
         list(loader(ds, "val", batch_size=4, on_error="raise"))
 

@@ -1,4 +1,4 @@
-"""Index rules of SPEC section 6 against hand-computed cases (tdsclip.data.sampling)."""
+"""Index rules of docs/model.md §6 against hand-computed cases (tdsclip.data.sampling)."""
 import numpy as np
 import pytest
 
@@ -98,3 +98,50 @@ def test_window_bad_arguments():
         window_indices([1], 5, window=4)
     with pytest.raises(ValueError, match="num_frames"):
         window_indices([0], 0)
+
+
+def test_train_segment_rule_draws_inside_tsn_segments():
+    # published Something-Something loader: n=11, T=4 -> [floor(11t/4), floor(11(t+1)/4) - 1] = [0,1] [2,4] [5,7] [8,10]
+    lo, hi = np.array([0, 2, 5, 8]), np.array([1, 4, 7, 10])
+    rng = np.random.default_rng(0)
+    draws = np.stack([sample_indices(11, 4, "train", rng=rng, train_rule="segment") for _ in range(400)])
+    assert ((draws >= lo) & (draws <= hi)).all()
+    assert (draws.min(0) == lo).all() and (draws.max(0) == hi).all()
+    # the Kinetics rule reaches frame 2 in segment 0 (inclusive round((n-1)/T*(t+1)) end); the segment rule never does
+    kin = np.stack([sample_indices(11, 4, "train", rng=rng) for _ in range(400)])
+    assert kin[:, 0].max() == 2 and draws[:, 0].max() == 1
+    # n=9, T=8: [0,0] [1,1] [2,2] [3,3] [4,4] [5,5] [6,6] [7,8]
+    draws = np.stack([sample_indices(9, 8, "train", rng=rng, train_rule="segment") for _ in range(200)])
+    assert (draws[:, :7] == np.arange(7)).all() and set(draws[:, 7].tolist()) == {7, 8}
+
+
+def test_train_segment_rule_short_videos_all_frames_plus_sorted_repeats():
+    rng = np.random.default_rng(1)
+    for n in (1, 3, 8):
+        for _ in range(50):
+            idx = sample_indices(n, 8, "train", rng=rng, train_rule="segment")
+            assert idx.shape == (8,) and (np.diff(idx) >= 0).all()
+            assert set(idx.tolist()) == set(range(n))  # every frame appears
+    assert sample_indices(8, 8, "train", rng=rng, train_rule="segment").tolist() == list(range(8))
+
+
+def test_train_rule_per_dataset_kind_and_bad_rule():
+    from tdsclip.data.sampling import train_rule_for
+
+    assert train_rule_for("ssv2") == "segment" and train_rule_for("ssv1") == "segment"
+    assert train_rule_for("kinetics") == "kinetics" and train_rule_for("list") == "kinetics"
+    with pytest.raises(ValueError, match="train_rule"):
+        sample_indices(11, 4, "train", rng=np.random.default_rng(0), train_rule="tsn")
+    f = clip_frame_indices(11, 4, "train", rng=np.random.default_rng(3), train_rule="segment").reshape(4, 5)
+    assert f.tolist() == window_indices(
+        sample_indices(11, 4, "train", rng=np.random.default_rng(3), train_rule="segment"), 11).tolist()
+
+
+def test_loader_uses_the_rule_of_its_dataset_kind():
+    from tdsclip.data.dataset import VideoDataset
+    from tdsclip.data.loader import VideoClipLoader
+
+    for kind, rule in (("ssv2", "segment"), ("kinetics", "kinetics")):
+        loader = VideoClipLoader(VideoDataset(records=[], kind=kind), batch_size=2, num_frames=4, split="train",
+                                 image_size=64, backend="pyav")
+        assert loader.spec.train_rule == rule

@@ -16,17 +16,24 @@ import torch
 
 import tds_kernels
 from tds_kernels import _dispatch, _ext
+from tds_kernels.ops.registry import OPS as REGISTRY
 
 HAS_EXT = _ext.has_extension()
 NEED_EXT = pytest.mark.skipif(not HAS_EXT, reason="tds_kernels._C is not built (pip install --no-build-isolation -e .)")
 INSTALL_CMD = "pip install --no-build-isolation -e ."
 
-# op name -> a call of its public function on a small CPU input
-CALLS = {
-    "temporal_max_diff": lambda backend=None: tds_kernels.temporal_max_diff(torch.randn(1, 3, 2, 20), 3, True,
-                                                                            backend=backend),
-    "cls_token_shift": lambda backend=None: tds_kernels.cls_token_shift(torch.randn(1, 3, 20), backend=backend),
-}
+
+
+def _call_of(spec):
+    """A call of the op's public function on its small example input (validate.example()): the first output."""
+    def call(backend=None):
+        out = getattr(spec.load(), spec.exports[0])(**spec.submodule("validate").example(), backend=backend)
+        return out[0] if isinstance(out, tuple) else out
+    return call
+
+
+# op name -> a call of its public function on a small CPU input, for every op of the registry
+CALLS = {spec.name: _call_of(spec) for spec in REGISTRY}
 OPS = list(CALLS)
 
 
@@ -155,3 +162,31 @@ def test_info_runs_and_lists_ops():
         if HAS_EXT:
             assert rows[0].split()[2] == "cpu", rows[0]  # automatic choice on CPU
     assert ("extension tds_kernels._C: built" if HAS_EXT else "NOT built") in out.stdout
+
+
+def test_registry_lists_every_op_folder_and_exports():
+    """The registry is the one list: every folder of tds_kernels/ops/ is registered, and every registered op's
+    public names are tds_kernels' and its backends the dispatcher's."""
+    import pkgutil
+
+    import tds_kernels.ops
+
+    folders = {m.name for m in pkgutil.iter_modules(tds_kernels.ops.__path__) if m.ispkg}
+    assert folders == {spec.name for spec in REGISTRY}
+    for spec in REGISTRY:
+        for name in spec.exports:
+            assert getattr(tds_kernels, name) is getattr(spec.load(), name) and name in tds_kernels.__all__
+        for role in ("reference", "validate", "op", "triton", "interface"):
+            assert spec.submodule(role) is not None  # the same files with the same roles in every op folder
+    assert set(tds_kernels.implementations()) == {spec.name for spec in REGISTRY}
+
+
+def test_readme_op_table_lists_every_registered_op():
+    readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+    with open(readme, encoding="utf-8") as f:
+        text = f.read()
+    table = text[text.index("| op (`tds_kernels.…`)"):]
+    table = table[:table.index("\n\n")]
+    rows = [line for line in table.splitlines()[2:] if line.startswith("| ")]
+    listed = {spec.name for spec in REGISTRY if any(f"`{name}(" in row for row in rows for name in spec.exports)}
+    assert listed == {spec.name for spec in REGISTRY}, f"README op table misses {set(spec.name for spec in REGISTRY) - listed}"

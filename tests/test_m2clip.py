@@ -15,7 +15,7 @@ from tdsclip.m2clip.adapters import TEDAdapter
 
 from backends import op_backends
 
-HAS_CPU = op_backends("temporal_adjacent_diff").has_cpu
+HAS_CPU = op_backends("temporal_adjacent_diff_forward").has_cpu
 NAMES = ["Moving something from left to right", "Moving something from right to left", "Moving something up",
          "Moving something down"]
 TINY = {"arch": "m2clip", "backbone": "tiny", "num_classes": 4, "num_frames": 3, "adapter_width": 16,
@@ -62,7 +62,7 @@ def test_train_config_demo_m2clip_replaces_the_base_model_section():
     from tdsclip.engine.config import load_config
 
     cfg = load_config("demo_m2clip")
-    assert cfg.model["arch"] == "m2clip" and "side_dim" not in cfg.model
+    assert isinstance(cfg.model, M2CLIPConfig) and not hasattr(cfg.model, "side_dim")
     assert cfg.data.dataset == "demo" and isinstance(cfg.model_config(), M2CLIPConfig)
 
 
@@ -288,7 +288,7 @@ def test_trainer_steps_and_zero_shot_eval_end_to_end(tmp_path):
     from tdsclip.engine.config import from_dict
     from tdsclip.engine.datasource import TensorDataSource
     from tdsclip.eval import run_eval
-    from tdsclip.train import run_training
+    from tdsclip.run import run_training
 
     cfg = from_dict({"name": "m2", "model": {**TINY, "num_frames": 2},
                      "data": {"batch_size": 4}, "optim": {"epochs": 1, "warmup_epochs": 0, "lr": 1e-2},

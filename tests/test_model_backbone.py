@@ -9,7 +9,8 @@ import torch.nn.functional as F
 import tdsclip.model.backbone as backbone_mod
 from tdsclip import TDSCLIPConfig
 from tdsclip.config import TINY_VISION_CFG
-from tdsclip.model import FrozenViT, build_model
+from tdsclip import build_model
+from tdsclip.model import FrozenViT
 from tdsclip.model.summary import activation_bytes
 from test_model_utils import make_clips, tiny_config
 

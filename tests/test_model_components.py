@@ -1,4 +1,4 @@
-"""Each part of the model against a direct implementation of its SPEC §2–3 formula."""
+"""Each part of the model against a direct implementation of its docs/model.md §2–3 formula."""
 import copy
 
 import pytest
@@ -8,7 +8,8 @@ from torch import nn
 
 import tds_kernels
 from tdsclip.config import TINY_VISION_CFG
-from tdsclip.model import FrozenViT, build_model
+from tdsclip import build_model
+from tdsclip.model import FrozenViT
 from tdsclip.model.backbone import normalise_images
 from tdsclip.model.layers import (TokenBatchNorm, lean_batchnorm_linear, lean_gelu_linear, lean_layernorm_linear,
                                   pointwise, temporal_dwconv)
@@ -132,7 +133,7 @@ def _grads_match(module, module64, inputs, inputs64, fn, fn64, tol):
 @pytest.mark.parametrize("T", [1, 2, 3])
 @pytest.mark.parametrize("variant", ["gated", "plain"])
 def test_td_adapter_in_the_model_matches_spec(backend, T, variant):
-    """Value and gradients of the model's TD-Adapter against the SPEC formula written out (fp64)."""
+    """Value and gradients of the model's TD-Adapter against the docs/model.md formula written out (fp64)."""
     dtype = torch.float64 if backend == "reference" else torch.float32
     td = tds_kernels.TDAdapter(64, reduction=16, kernel_size=3, variant=variant, backend=backend).to(dtype)
     with torch.no_grad():
@@ -169,7 +170,7 @@ def test_side_connection_is_half_old_half_projection(lean, monkeypatch):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_side_block_matches_spec(backend):
-    """Value and gradients of a whole side block against SPEC §3 in the layouts it names (fp64)."""
+    """Value and gradients of a whole side block against docs/model.md §3 in the layouts it names (fp64)."""
     dtype = torch.float64 if backend == "reference" else torch.float32
     blk = SideBlock(128, reduction=16, pool_kernel=3, backend=backend).to(dtype)
     with torch.no_grad():

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from parity import assert_parity
-from tdsclip.model import build_model
+from tdsclip import build_model
 from test_model_utils import make_clips, tiny_config
 
 pytestmark = pytest.mark.filterwarnings("ignore:tds_kernels.*:RuntimeWarning")

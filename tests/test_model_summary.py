@@ -1,4 +1,4 @@
-"""Parameter counts (SPEC §3: ViT-B/16, d = 320, 174 classes ≈ 24.2 M trainable), FLOPs and
+"""Parameter counts (docs/model.md §3: ViT-B/16, d = 320, 174 classes ≈ 24.2 M trainable), FLOPs and
 activation-memory accounting of tdsclip.model.summary."""
 import pytest
 import torch

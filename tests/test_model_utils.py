@@ -1,6 +1,6 @@
 """Shared helpers of the model tests (no tests here): the tiny config, clips, and direct
-implementations of SPEC §3's formulas written independently of tdsclip.model (explicit loops /
-the layouts SPEC names), which the components are checked against."""
+implementations of docs/model.md §3's formulas written independently of tdsclip.model (explicit loops /
+the layouts docs/model.md names), which the components are checked against."""
 from __future__ import annotations
 
 import torch
@@ -22,7 +22,7 @@ def make_clips(batch: int = 2, frames: int = 3, size: int = 64, seed: int = 1, d
 
 
 # ---------------------------------------------------------------------------------------------
-# direct SPEC formulas
+# direct formulas of docs/model.md
 
 def bn_train(x: torch.Tensor, bn, channel_dim: int) -> torch.Tensor:
     """Training-mode BatchNorm written out: per channel, biased batch statistics over all other dims."""
@@ -54,7 +54,7 @@ def max_diff_direct(b: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def td_adapter_direct(u: torch.Tensor, td) -> torch.Tensor:
-    """The TD-Adapter of SPEC §3 on u (B, T, N, d), training-mode BN, via the (B, d, T, N) layout."""
+    """The TD-Adapter of docs/model.md §3 on u (B, T, N, d), training-mode BN, via the (B, d, T, N) layout."""
     x = u.permute(0, 3, 1, 2)
     b = bn_train(torch.einsum("oc,bctn->botn", td.down.weight.flatten(1), x), td.bn1, 1)
     m = max_diff_direct(b, td.kernel_size)
@@ -66,7 +66,7 @@ def td_adapter_direct(u: torch.Tensor, td) -> torch.Tensor:
 
 
 def side_block_direct(blk, s: torch.Tensor, p_cls: torch.Tensor, pos: torch.Tensor, grid) -> torch.Tensor:
-    """SPEC §3's side block in the layouts it names: (B, d, T, h, w) with BatchNorm3d / Conv3d, and
+    """docs/model.md §3's side block in the layouts it names: (B, d, T, h, w) with BatchNorm3d / Conv3d, and
     nn.MultiheadAttention with patch queries over CLS + patch keys (training-mode BN)."""
     B, T, N, d = s.shape
     h, w = grid

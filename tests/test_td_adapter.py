@@ -1,4 +1,4 @@
-"""Tests of the fused TD-Adapter (SPEC §4 op 2) on every backend available here.
+"""Tests of the fused TD-Adapter (docs/model.md §4 op 2) on every backend available here.
 
 The fused TDAdapter module (same state_dict as the reference module) must match the float64 reference
 within 2x the error of plain PyTorch in the same dtype (tests/parity.py): the output, the gradient of u
@@ -15,7 +15,7 @@ import torch
 import tds_kernels
 from tds_kernels import _dispatch, _ext
 from tds_kernels.ops.td_adapter import TDAdapter, td_adapter
-from tds_kernels.ops.td_adapter.interface import td_adapter_functional_reference
+from tds_kernels.ops.td_adapter.reference import td_adapter_functional_reference
 
 from parity import assert_parity
 
@@ -170,6 +170,29 @@ def test_cpu_float64_is_exact(training, variant):
         torch.testing.assert_close(b[2][n], a[2][n], rtol=1e-10, atol=1e-10)
     for n in BUFFERS:
         torch.testing.assert_close(b[3][n], a[3][n], rtol=1e-10, atol=1e-12)
+
+
+@needs_ext
+@pytest.mark.parametrize("variant", ["gated", "plain"])
+def test_cpu_float64_training_many_tokens_two_threads(variant):
+    """Issue #12 (c): with more than one block of rows (> 256 tokens) the expand runs in at::parallel_for
+    workers, where grad mode is on and the float64 weights (not copied: already the accumulation dtype)
+    require grad: ATen's out= GEMMs there raised "addmm(): functions with out=... arguments don't support
+    automatic differentiation". 2 clips x 4 frames x 49 tokens = 392 rows, 2 threads."""
+    ref = make_module(64, 4, 3, variant).double()
+    u = torch.randn(2, 4, 49, 64, dtype=torch.float64)
+    g = torch.randn_like(u)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        b = run(clone_as(ref, "cpu", torch.float64), u, g, True)
+    finally:
+        torch.set_num_threads(threads)
+    a = run(clone_as(ref, "reference", torch.float64), u, g, True)
+    torch.testing.assert_close(b[0], a[0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(b[1], a[1], rtol=1e-10, atol=1e-11)
+    for n in PARAMS:
+        torch.testing.assert_close(b[2][n], a[2][n], rtol=1e-10, atol=1e-10)
 
 
 @needs_ext
@@ -418,7 +441,7 @@ def test_bad_input_is_a_clear_error(backend):
         call(1, args[1].to("meta"))
     with pytest.raises(ValueError, match="zero-size"):
         call(0, args[0][:, :0])
-    with pytest.raises(ValueError, match="more than one token"):
+    with pytest.raises(ValueError, match="more than one value per channel"):
         call(0, args[0][:1, :1, :1])
 
 

@@ -1,4 +1,4 @@
-"""The TD-Adapter reference against its SPEC formula written out by hand (float64), values and
+"""The TD-Adapter reference against its formula (docs/model.md §3) written out by hand (float64), values and
 gradients. Guards the reference itself: torch's CPU BatchNorm3d backward mis-handles some strided
 5-D gradients, which once made the reference's gradients wrong while its values were right."""
 import torch
@@ -8,7 +8,7 @@ from tds_kernels.ops.td_adapter.module import TDAdapter
 
 
 def _formula(u, a: TDAdapter):
-    """SPEC §3 TD-Adapter on tokens (B, T, N, d) with train-mode BN, no nn layers involved."""
+    """docs/model.md §3 TD-Adapter on tokens (B, T, N, d) with train-mode BN, no nn layers involved."""
     def bn(x, w, b):  # x (..., C): batch statistics over every token
         mu = x.mean(dim=(0, 1, 2))
         var = x.var(dim=(0, 1, 2), unbiased=False)

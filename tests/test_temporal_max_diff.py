@@ -1,4 +1,4 @@
-"""tds_kernels.temporal_max_diff on every backend against its fp64 reference (SPEC §4 op 1).
+"""tds_kernels.temporal_max_diff on every backend against its fp64 reference (docs/model.md §4 op 1).
 
 Backends: "cpu" (the C++ kernel, when the extension is built), "triton" (under TRITON_INTERPRET=1 on
 CPU tensors, so small shapes), and on a GPU machine "cuda" and "triton" on CUDA tensors. Outputs are
@@ -20,7 +20,7 @@ from backends import op_backends
 from parity import assert_parity
 
 # (backend, device); the Triton interpreter is slow, so it gets its own, smaller shape list.
-HAS_CPU, HAS_CUDA, NEED_CPU, NEED_GPU, BACKENDS, FUSED = op_backends("temporal_max_diff")
+HAS_CPU, HAS_CUDA, NEED_CPU, NEED_GPU, BACKENDS, FUSED = op_backends("temporal_max_diff_forward")
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
 # (B, T, N, C, k, mix): every T in {1, 2, 3, 8, 16}, odd N, C in {20, 64, 320, 512}, k in {3, 5, 7}.
@@ -191,15 +191,15 @@ def test_double_backward_raises(backend):
 @NEED_CPU
 def test_opcheck_tds_ops():
     x = torch.randn(2, 3, 5, 20, requires_grad=True)
-    torch.library.opcheck(torch.ops.tds.temporal_max_diff.default, (x, 3, True))
+    torch.library.opcheck(torch.ops.tds.temporal_max_diff_forward.default, (x, 3, True))
     torch.library.opcheck(torch.ops.tds.temporal_max_diff_backward.default,
                           (torch.randn(2, 3, 5, 20), x.detach(), 5, True))
 
 
 def test_opcheck_triton_ops():
     x = torch.randn(1, 3, 3, 20, requires_grad=True)
-    torch.library.opcheck(tmd_op.triton_temporal_max_diff, (x, 3, True))
-    torch.library.opcheck(tmd_op.triton_temporal_max_diff_backward, (torch.randn(1, 3, 3, 20), x.detach(), 3, True))
+    torch.library.opcheck(tmd_op.triton_forward, (x, 3, True))
+    torch.library.opcheck(tmd_op.triton_backward, (torch.randn(1, 3, 3, 20), x.detach(), 3, True))
 
 
 COMPILE_BACKENDS = [pytest.param("cpu", marks=NEED_CPU), "triton", "reference"]
@@ -276,9 +276,9 @@ def test_bad_input(backend, make_args, kwargs, exc, match):
 def test_extension_op_checks_its_arguments():
     """Direct calls of the tds:: ops (bypassing the Python checks) fail cleanly, not with a crash."""
     with pytest.raises(RuntimeError, match="kernel_size must be odd"):
-        torch.ops.tds.temporal_max_diff(torch.randn(1, 2, 3, 4), 2, False)
+        torch.ops.tds.temporal_max_diff_forward(torch.randn(1, 2, 3, 4), 2, False)
     with pytest.raises(RuntimeError, match="must be \\(B, T, N, C\\)"):
-        torch.ops.tds.temporal_max_diff(torch.randn(2, 3, 4), 3, False)
+        torch.ops.tds.temporal_max_diff_forward(torch.randn(2, 3, 4), 3, False)
     with pytest.raises(RuntimeError, match="grad_out shape"):
         torch.ops.tds.temporal_max_diff_backward(torch.randn(1, 2, 3, 5), torch.randn(1, 2, 3, 4), 3, False)
 

@@ -40,7 +40,7 @@ def _worker(rank: int, world: int, port: int, out: str):
     from tdsclip.engine.config import from_dict
     from tdsclip.engine.datasource import TensorDataSource
     from tdsclip.engine.distributed import cleanup
-    from tdsclip.train import run_training
+    from tdsclip.run import run_training
 
     cfg = from_dict({"name": "ddp", "model": {"backbone": "tiny", "num_classes": 4, "side_dim": 64},
                      "data": {"batch_size": 4},

@@ -53,7 +53,7 @@ def make(out, delay=0.0):
 
 
 def child(out):
-    from tdsclip.train import run_training
+    from tdsclip.run import run_training
 
     cfg, model, data = make(out, delay=0.15)
     result, _ = run_training(cfg, model=model, data=data, log=lambda *a: None)

@@ -21,13 +21,7 @@
 #include <cstdint>
 #include <cstring>
 
-#ifndef TDS_HD
-#ifdef __CUDACC__
-#define TDS_HD __host__ __device__
-#else
-#define TDS_HD
-#endif
-#endif
+#include "common/base.h"
 
 // Forced inlining: the CPU kernel's hot loops are also compiled for AVX2 (target_clones), and gcc does
 // not inline ordinary functions into those clones, which would leave one call per element unvectorised.
@@ -124,11 +118,6 @@ TDS_BN_INLINE acc_t bn_grad(acc_t gxn, acc_t xhat, acc_t k_x, acc_t k_mean, acc_
 
 // Host-side entry points of the CUDA kernels (csrc/cuda/bn_mlp_kernels.cu, called from
 // csrc/cuda/bn_mlp.cpp). Plain types keep ATen out of the .cu file. Returns a cudaError_t as int.
-#ifndef TDS_DTYPE_ENUM
-#define TDS_DTYPE_ENUM
-enum class DType : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2, kFloat64 = 3 };
-#endif
-
 namespace cuda_launch {
 namespace bn_mlp {
 // Column partial sums of x (rows, cols), `parts` row blocks -> part (parts, cols) in acc (float or double

@@ -1,4 +1,4 @@
-// Per-element math of the CLS token shift (SPEC §3 side block step 2, §4 op 4), shared by the CPU
+// Per-element math of the CLS token shift (docs/model.md §3 side block step 2, §4 op 4), shared by the CPU
 // kernel (csrc/cpu/cls_token_shift.cpp) and the CUDA kernel (csrc/cuda/cls_token_shift_kernels.cu).
 // Plain C++ only: no torch or CUDA headers here.
 //
@@ -8,13 +8,7 @@
 #pragma once
 #include <cstdint>
 
-#ifndef TDS_HD
-#ifdef __CUDACC__
-#define TDS_HD __host__ __device__
-#else
-#define TDS_HD
-#endif
-#endif
+#include "common/base.h"
 
 namespace tds {
 namespace cls_shift {
@@ -27,11 +21,6 @@ TDS_HD inline int64_t source_frame(int64_t t, int64_t c, int64_t fold, int dir) 
 TDS_HD inline bool frame_valid(int64_t s, int64_t T) { return s >= 0 && s < T; }
 
 }  // namespace cls_shift
-
-#ifndef TDS_DTYPE_ENUM
-#define TDS_DTYPE_ENUM
-enum class DType : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2, kFloat64 = 3 };
-#endif
 
 namespace cuda_launch {
 // y (B, T, C) = shift of x (B, T, C), both contiguous; dir = +1 forward, -1 backward.

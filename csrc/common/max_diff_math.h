@@ -1,4 +1,4 @@
-// Per-element math of the temporal max-difference (SPEC §4 op 1), shared by the CPU kernel
+// Per-element math of the temporal max-difference (docs/model.md §4 op 1), shared by the CPU kernel
 // (csrc/cpu/temporal_max_diff.cpp) and the CUDA kernel (csrc/cuda/temporal_max_diff_kernels.cu), so the
 // CPU tests exercise the arithmetic the GPU runs. Plain C++ only: no torch or CUDA headers here.
 //
@@ -10,13 +10,7 @@
 #include <cstring>
 #include <type_traits>
 
-#ifndef TDS_HD
-#ifdef __CUDACC__
-#define TDS_HD __host__ __device__
-#else
-#define TDS_HD
-#endif
-#endif
+#include "common/base.h"
 
 namespace tds {
 namespace max_diff {
@@ -73,11 +67,6 @@ TDS_HD inline acc_t routed(int argmax_s, int t, acc_t g_s) {
 // Host-side entry points of the CUDA kernels (defined in csrc/cuda/temporal_max_diff_kernels.cu,
 // called from csrc/cuda/temporal_max_diff.cpp). Plain types keep ATen out of the .cu file and CUDA
 // types out of this header. dtype: see tds::DType. Returns a cudaError_t as int (0 = success).
-#ifndef TDS_DTYPE_ENUM
-#define TDS_DTYPE_ENUM
-enum class DType : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2, kFloat64 = 3 };
-#endif
-
 namespace cuda_launch {
 // y (B, T, N, C) = max-difference of x (B, T, N, C), both contiguous.
 int temporal_max_diff_forward(const void* x, void* y, DType dtype, int64_t B, int64_t T, int64_t N,

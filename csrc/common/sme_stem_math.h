@@ -1,4 +1,4 @@
-// Per-element and per-channel math of the fused SME stem (SPEC §4 op 3), shared by the CPU kernel
+// Per-element and per-channel math of the fused SME stem (docs/model.md §4 op 3), shared by the CPU kernel
 // (csrc/cpu/sme_stem.cpp) and the CUDA kernels (csrc/cuda/sme_stem_kernels.cu), so the CPU tests
 // exercise the arithmetic the GPU runs. Plain C++ only: no torch and no CUDA headers here.
 //
@@ -21,13 +21,7 @@
 #include <cmath>
 #include <cstdint>
 
-#ifndef TDS_HD
-#ifdef __CUDACC__
-#define TDS_HD __host__ __device__
-#else
-#define TDS_HD
-#endif
-#endif
+#include "common/base.h"
 
 namespace tds {
 namespace sme_stem {

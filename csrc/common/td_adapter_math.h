@@ -1,4 +1,4 @@
-// Per-element math of the fused TD-Adapter (SPEC §3 "TD-Adapter", §4 op 2), shared by the CPU kernel
+// Per-element math of the fused TD-Adapter (docs/model.md §3 "TD-Adapter", §4 op 2), shared by the CPU kernel
 // (csrc/cpu/td_adapter.cpp) and the CUDA kernels (csrc/cuda/td_adapter_kernels.cu), so the CPU tests
 // exercise the arithmetic the GPU runs. Plain C++ only: no torch headers here (nvcc includes it).
 //
@@ -18,29 +18,19 @@
 #include <cstdint>
 #include <cstring>
 
-#ifndef TDS_HD
-#ifdef __CUDACC__
-#define TDS_HD __host__ __device__
-#else
-#define TDS_HD
-#endif
-#endif
+#include "common/base.h"
+#include "common/max_diff_math.h"
 
 namespace tds {
 namespace td_adapter {
 
 // ---- temporal window ---------------------------------------------------------------------------
-// Frames of the window of frame t. The -inf padding never wins a max, so clamping is exact.
-TDS_HD inline int window_lo(int t, int half) { return t - half < 0 ? 0 : t - half; }
-TDS_HD inline int window_hi(int t, int half, int T) { return t + half > T - 1 ? T - 1 : t + half; }
-
-// max_pool's update rule: a strictly larger value (or a NaN) replaces the running best, so NaN
-// propagates and among equal maxima the first (lowest t) is kept: that is where the reference
-// (F.max_pool3d) routes the gradient. Bitwise | keeps it branch-free for the vectoriser.
-template <typename acc_t>
-TDS_HD inline bool beats(acc_t v, acc_t best) {
-  return (v > best) | (v != v);
-}
+// The window of frame t and max_pool's update rule (a strictly larger value or a NaN replaces the running
+// best: NaN propagates, the first of equal maxima is kept, where F.max_pool3d routes the gradient) are
+// the temporal max-difference's (max_diff_math.h): one definition for both ops.
+using max_diff::beats;
+using max_diff::window_hi;
+using max_diff::window_lo;
 
 // BN1 as the max-difference sees it: (b - center) * scale. The BN shift beta cancels in v - max(v),
 // and scale = gamma/sigma may be negative (then the max of v is the min of b: no special case needed).

@@ -1,4 +1,4 @@
-// CPU kernel of tds::cls_token_shift and its backward (SPEC §4 op 4).
+// CPU kernel of tds::cls_token_shift and its backward (docs/model.md §4 op 4).
 //
 // x (B, T, C) contiguous. Every output row (b, t) is two contiguous copies (channels [0, fold) from one
 // neighbouring frame, [fold, C) from the other) or zeros where that frame is past the end of the
@@ -47,14 +47,14 @@ at::Tensor shift(const at::Tensor& x_in, int dir, const char* fn) {
   const at::Tensor x = x_in.contiguous();
   at::Tensor y = new_output(x.sizes(), x.options());
   if (x.numel() == 0) return y;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "tds::cls_token_shift", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "tds::cls_token_shift_forward", [&] {
     shift_kernel<scalar_t>(x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), x.size(0), x.size(1),
                            x.size(2), dir);
   });
   return y;
 }
 
-at::Tensor cls_token_shift_cpu(const at::Tensor& x) { return shift(x, +1, "tds::cls_token_shift"); }
+at::Tensor cls_token_shift_cpu(const at::Tensor& x) { return shift(x, +1, "tds::cls_token_shift_forward"); }
 
 at::Tensor cls_token_shift_backward_cpu(const at::Tensor& grad_out) {
   return shift(grad_out, -1, "tds::cls_token_shift_backward");
@@ -64,6 +64,6 @@ at::Tensor cls_token_shift_backward_cpu(const at::Tensor& grad_out) {
 }  // namespace tds
 
 TORCH_LIBRARY_IMPL(tds, CPU, m) {
-  m.impl("cls_token_shift", &tds::cls_token_shift_cpu);
+  m.impl("cls_token_shift_forward", &tds::cls_token_shift_cpu);
   m.impl("cls_token_shift_backward", &tds::cls_token_shift_backward_cpu);
 }

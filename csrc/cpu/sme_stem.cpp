@@ -1,4 +1,4 @@
-// CPU kernels of the fused SME stem (SPEC §4 op 3). The formulation is in
+// CPU kernels of the fused SME stem (docs/model.md §4 op 3). The formulation is in
 // csrc/common/sme_stem_math.h; the ATen-side helpers in csrc/common/sme_stem_host.h.
 //
 // The stem is a patchify GEMM (stride = kernel spatially) with a 3-tap temporal conv over the T
@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "common/alloc.h"
+#include "common/parallel.h"
 #include "common/sme_stem_host.h"
 #include "common/sme_stem_math.h"
 
@@ -411,7 +412,7 @@ void for_each_chunk(const Call& c, const at::Tensor& frames, const at::Tensor& w
   const scalar_t* fp = frames.const_data_ptr<scalar_t>();
   const FrameStrides s = strides_of(frames);
   const auto opts = wr.options().dtype(c.acc);
-  at::parallel_for(0, n_chunks, 1, [&](int64_t c0, int64_t c1) {
+  tds::parallel_for(0, n_chunks, 1, [&](int64_t c0, int64_t c1) {
     Buffers bf = make_buffers(g, opts, gemm);
     for (int64_t ck = c0; ck < c1; ++ck) {
       const int64_t g0 = ck * gpc, g1 = std::min(n_groups, g0 + gpc), rows = (g1 - g0) * rows_per_group(g);

@@ -1,4 +1,4 @@
-// The fused TD-Adapter (SPEC §4 op 2): the host orchestration shared with CUDA (common/td_adapter_host.h)
+// The fused TD-Adapter (docs/model.md §4 op 2): the host orchestration shared with CUDA (common/td_adapter_host.h)
 // and the CPU kernels of tds::td_adapter_forward / tds::td_adapter_backward.
 //
 // Layout: u (B, T, N, d) contiguous (a copy is made otherwise), frames on dim 1, channels last; as a
@@ -34,6 +34,7 @@
 
 #include "common/alloc.h"
 #include "common/td_adapter_host.h"
+#include "common/parallel.h"
 #include "common/td_adapter_math.h"
 
 namespace tds {
@@ -517,7 +518,7 @@ void expand_gate_forward_cpu(const at::Tensor& u, const at::Tensor& y0c, const a
     using acc_t = acc_of<scalar_t>;
     const scalar_t* up = u.const_data_ptr<scalar_t>();
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    tds::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
       at::Tensor ybuf = at::empty({kBlockRows, d}, y0c.options());
       for (int64_t blk = begin; blk < end; ++blk) {
         const int64_t r0 = blk * kBlockRows, rows = std::min(kBlockRows, M - r0);
@@ -548,7 +549,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> expand_gate_backward_cpu(const at
     const scalar_t* up = u.const_data_ptr<scalar_t>();
     acc_t* dp = du.mutable_data_ptr<acc_t>();
     double* sp = sum_dy.mutable_data_ptr<double>();
-    at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    tds::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
       at::Tensor ybuf = at::empty({kBlockRows, d}, y0c.options());
       for (int64_t blk = begin; blk < end; ++blk) {
         const int64_t r0 = blk * kBlockRows, rows = std::min(kBlockRows, M - r0);

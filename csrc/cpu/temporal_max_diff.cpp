@@ -1,4 +1,4 @@
-// CPU kernel of tds::temporal_max_diff and its backward (SPEC §4 op 1).
+// CPU kernel of tds::temporal_max_diff and its backward (docs/model.md §4 op 1).
 //
 // Layout: x (B, T, N, C) contiguous, frames on dim 1. For a fixed frame t the tokens n0..n0+nt-1 are
 // one contiguous run of nt*C values, and the max over frames works elementwise along that run, so the
@@ -317,9 +317,12 @@ TDS_INLINE void forward_units(const scalar_t* x, scalar_t* y, const Geometry& g,
     const auto [nt, L, off] = unit_of(g, u);
     load_rows<kAvx2>(x + off, g.T, g.stride, L, sc.xbuf.data(), sc.xrows.data());
     for (int64_t t = 0; t < g.T; ++t) {
+      // slot i holds frame t - half + i: a frame of the window (max_diff::window_lo/hi, as the CUDA
+      // kernel) or the -inf padding
+      const int lo = window_lo(int(t), g.half), hi = window_hi(int(t), g.half, int(g.T));
       for (int i = 0; i < g.k; ++i) {
         const int64_t p = t - g.half + i;
-        sc.win[i] = (p >= 0 && p < g.T) ? sc.xrows[p] : sc.neg_inf.data();
+        sc.win[i] = (p >= lo && p <= hi) ? sc.xrows[p] : sc.neg_inf.data();
       }
       // m is built in the output row itself when that has the accumulation type (fp32/fp64).
       acc_t* m;
@@ -362,9 +365,10 @@ TDS_INLINE void backward_units(const scalar_t* gr, const scalar_t* x, scalar_t* 
     }
     for (int64_t s = 0; s < g.T; ++s) {  // ascending s, as the CUDA kernel
       int i0 = -1;
+      const int lo = window_lo(int(s), g.half), hi = window_hi(int(s), g.half, int(g.T));
       for (int i = 0; i < g.k; ++i) {
         const int64_t p = s - g.half + i;
-        const bool in = p >= 0 && p < g.T;
+        const bool in = p >= lo && p <= hi;
         if (in && i0 < 0) i0 = i;
         sc.win[i] = in ? sc.xrows[p] : sc.neg_inf.data();
         sc.awin[i] = in ? sc.arows[p] : sc.zero_row.data();  // padding never wins: gets 0 subtracted
@@ -446,12 +450,12 @@ void with_window(int k, F&& body) {
 
 
 at::Tensor temporal_max_diff_cpu(const at::Tensor& x_in, int64_t kernel_size, bool mix_on) {
-  check_args(x_in, kernel_size, "tds::temporal_max_diff");
+  check_args(x_in, kernel_size, "tds::temporal_max_diff_forward");
   const at::Tensor x = x_in.contiguous();
   at::Tensor y = new_output(x.sizes(), x.options());
   if (x.numel() == 0) return y;
   const Geometry geo(x, clamp_half(kernel_size, x.size(1)));
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "tds::temporal_max_diff", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "tds::temporal_max_diff_forward", [&] {
     with_window(geo.k, [&](auto W) {
       forward_kernel<decltype(W)::value>(x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), geo, mix_on);
     });
@@ -480,6 +484,6 @@ at::Tensor temporal_max_diff_backward_cpu(const at::Tensor& grad_in, const at::T
 }  // namespace tds
 
 TORCH_LIBRARY_IMPL(tds, CPU, m) {
-  m.impl("temporal_max_diff", &tds::temporal_max_diff_cpu);
+  m.impl("temporal_max_diff_forward", &tds::temporal_max_diff_cpu);
   m.impl("temporal_max_diff_backward", &tds::temporal_max_diff_backward_cpu);
 }

@@ -16,21 +16,11 @@ namespace tds {
 namespace bn_mlp {
 namespace {
 
-DType dtype_of(const at::Tensor& t) {
-  switch (t.scalar_type()) {
-    case at::kFloat: return DType::kFloat32;
-    case at::kHalf: return DType::kFloat16;
-    case at::kBFloat16: return DType::kBFloat16;
-    case at::kDouble: return DType::kFloat64;
-    default: TORCH_CHECK(false, "tds::bn_mlp: unsupported dtype ", t.scalar_type());
-  }
-}
+DType dtype_of(const at::Tensor& t) { return tds::dtype_of(t.scalar_type(), "tds::bn_mlp"); }
 
 void* stream() { return at::cuda::getCurrentCUDAStream().stream(); }
 
-void check(int err, const char* what) {
-  TORCH_CHECK(err == 0, "tds::bn_mlp (", what, "): CUDA launch failed: ", cudaGetErrorString(cudaError_t(err)));
-}
+void check(int err, const char* what) { TDS_CUDA_CHECK(err, "tds::bn_mlp", what); }
 
 bool acc_double(const at::Tensor& acc) { return acc.scalar_type() == at::kDouble; }
 

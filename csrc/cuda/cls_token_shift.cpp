@@ -13,25 +13,18 @@ namespace {
 
 at::Tensor shift_cuda(const at::Tensor& x_in, int dir, const char* fn) {
   TORCH_CHECK(x_in.dim() == 3, fn, ": x must be (B, T, C), got ", x_in.dim(), " dims");
-  DType dt;
-  switch (x_in.scalar_type()) {
-    case at::kFloat: dt = DType::kFloat32; break;
-    case at::kHalf: dt = DType::kFloat16; break;
-    case at::kBFloat16: dt = DType::kBFloat16; break;
-    case at::kDouble: dt = DType::kFloat64; break;
-    default: TORCH_CHECK(false, fn, ": unsupported dtype ", x_in.scalar_type(), " (float16, bfloat16, float32, float64)");
-  }
+  const DType dt = dtype_of(x_in.scalar_type(), fn);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous();
   at::Tensor y = new_output(x.sizes(), x.options());
   if (x.numel() == 0) return y;
-  const int err = cuda_launch::cls_token_shift(x.const_data_ptr(), y.mutable_data_ptr(), dt, x.size(0), x.size(1),
-                                               x.size(2), dir, at::cuda::getCurrentCUDAStream().stream());
-  TORCH_CHECK(err == 0, fn, ": CUDA launch failed: ", cudaGetErrorString(cudaError_t(err)));
+  TDS_CUDA_CHECK(cuda_launch::cls_token_shift(x.const_data_ptr(), y.mutable_data_ptr(), dt, x.size(0), x.size(1),
+                                              x.size(2), dir, at::cuda::getCurrentCUDAStream().stream()),
+                 fn, "launch");
   return y;
 }
 
-at::Tensor cls_token_shift_cuda(const at::Tensor& x) { return shift_cuda(x, +1, "tds::cls_token_shift"); }
+at::Tensor cls_token_shift_cuda(const at::Tensor& x) { return shift_cuda(x, +1, "tds::cls_token_shift_forward"); }
 
 at::Tensor cls_token_shift_backward_cuda(const at::Tensor& grad_out) {
   return shift_cuda(grad_out, -1, "tds::cls_token_shift_backward");
@@ -41,6 +34,6 @@ at::Tensor cls_token_shift_backward_cuda(const at::Tensor& grad_out) {
 }  // namespace tds
 
 TORCH_LIBRARY_IMPL(tds, CUDA, m) {
-  m.impl("cls_token_shift", &tds::cls_token_shift_cuda);
+  m.impl("cls_token_shift_forward", &tds::cls_token_shift_cuda);
   m.impl("cls_token_shift_backward", &tds::cls_token_shift_backward_cuda);
 }

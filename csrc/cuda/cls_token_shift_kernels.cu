@@ -1,4 +1,4 @@
-// CUDA kernel of tds::cls_token_shift and its backward (SPEC §4 op 4). Only CUDA headers and the
+// CUDA kernel of tds::cls_token_shift and its backward (docs/model.md §4 op 4). Only CUDA headers and the
 // shared frame arithmetic (common/cls_shift_math.h) here; the ATen wrapper is cls_token_shift.cpp.
 //
 // x (B, T, C) contiguous. A flat grid over output vectors of VEC channels of one (b, t) row; each
@@ -45,7 +45,7 @@ inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 
 namespace cuda_launch {
 
 int cls_token_shift(const void* x, void* y, DType dtype, int64_t B, int64_t T, int64_t C, int dir, void* stream) {
-  const int elem = dtype == DType::kFloat64 ? 8 : dtype == DType::kFloat32 ? 4 : 2;
+  const int elem = element_size(dtype);
   const int64_t fold = C / 2;
   const int64_t vec = 16 / elem;  // values per 16-byte word
   auto st = static_cast<cudaStream_t>(stream);

@@ -28,32 +28,9 @@ namespace {
 // (rows x 15 P^2 floats: 63 MB at P = 16) stay far below the size of a training batch's frames.
 constexpr int64_t kTargetRows = 4096;
 
-cuda::FrameType frame_type(at::ScalarType t) {
-  switch (t) {
-    case at::kByte: return cuda::FrameType::kU8;
-    case at::kFloat: return cuda::FrameType::kF32;
-    case at::kDouble: return cuda::FrameType::kF64;
-    case at::kHalf: return cuda::FrameType::kF16;
-    case at::kBFloat16: return cuda::FrameType::kBF16;
-    default: TORCH_CHECK_TYPE(false, "sme_stem: unsupported frames dtype ", t);
-  }
-}
+DType acc_type(at::ScalarType t) { return acc_dtype(dtype_of(t, "tds::sme_stem")); }
 
-cuda::OutType out_type(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return cuda::OutType::kF32;
-    case at::kDouble: return cuda::OutType::kF64;
-    case at::kHalf: return cuda::OutType::kF16;
-    case at::kBFloat16: return cuda::OutType::kBF16;
-    default: TORCH_CHECK_TYPE(false, "sme_stem: unsupported output dtype ", t);
-  }
-}
-
-cuda::AccType acc_type(at::ScalarType t) { return t == at::kDouble ? cuda::AccType::kF64 : cuda::AccType::kF32; }
-
-void check(cudaError_t err, const char* what) {
-  TORCH_CHECK(err == cudaSuccess, "sme_stem (CUDA): ", what, " failed: ", cudaGetErrorString(err));
-}
+void check(cudaError_t err, const char* what) { TDS_CUDA_CHECK(err, "tds::sme_stem", what); }
 
 cuda::Strides6 strides_of(const at::Tensor& f) {
   return {f.stride(0), f.stride(1), f.stride(2), f.stride(3), f.stride(4), f.stride(5)};
@@ -70,7 +47,7 @@ void for_each_chunk(const Call& c, const at::Tensor& frames, const at::Tensor& p
   for (int64_t g0 = 0; g0 < n_groups; g0 += gpc) {
     const int64_t g1 = std::min(n_groups, g0 + gpc), rows = (g1 - g0) * g.T * g.w;
     at::Tensor pr = pr_buf.narrow(0, 0, rows), pm = pm_buf.narrow(0, 0, rows);
-    check(cuda::gather(frames.const_data_ptr(), frame_type(frames.scalar_type()), strides_of(frames), g, g0, g1,
+    check(cuda::gather(frames.const_data_ptr(), dtype_of(frames.scalar_type(), "tds::sme_stem"), strides_of(frames), g, g0, g1,
                        pr.mutable_data_ptr(), pm.mutable_data_ptr(), acc_type(c.acc), stream),
           "gather kernel");
     body(g0, g1, pr, pm);
@@ -107,7 +84,7 @@ void conv_pass(const Call& c, const at::Tensor& frames, const at::Tensor& wr, co
     check(cuda::combine(eval, c.g, g0, g1, yr.const_data_ptr(), ym.const_data_ptr(),
                         bias_map.defined() ? bias_map.const_data_ptr() : nullptr,
                         zr ? zr->mutable_data_ptr() : nullptr, zm ? zm->mutable_data_ptr() : nullptr,
-                        out ? out->mutable_data_ptr() : nullptr, out ? out_type(out->scalar_type()) : cuda::OutType::kF32,
+                        out ? out->mutable_data_ptr() : nullptr, out ? dtype_of(out->scalar_type(), "tds::sme_stem") : DType::kFloat32,
                         coefs.defined() ? coefs.const_data_ptr() : nullptr, acc_type(c.acc), stream),
           "combine kernel");
   });
@@ -166,7 +143,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sme_stem_
                                  stats.mutable_data_ptr(), coefs.mutable_data_ptr(), acc_type(c.acc), stream),
           "finalise kernel");
     check(cuda::normalise(zr.const_data_ptr(), zm.const_data_ptr(), coefs.const_data_ptr(), out.mutable_data_ptr(),
-                          out_type(c.out), n_pos, d, acc_type(c.acc), stream),
+                          dtype_of(c.out, "tds::sme_stem"), n_pos, d, acc_type(c.acc), stream),
           "normalise kernel");
   }
   return {out, stats[kMeanR].clone(), stats[kVarR].clone(), stats[kMeanM].clone(), stats[kVarM].clone()};

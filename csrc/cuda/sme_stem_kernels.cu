@@ -270,8 +270,8 @@ __global__ void shift_grad_kernel(Geom g, int64_t g0, int64_t rows, const acc_t*
 }
 
 template <typename F>
-void with_acc(AccType at, F&& f) {
-  if (at == AccType::kF64) {
+void with_acc(DType at, F&& f) {
+  if (at == DType::kFloat64) {
     f(static_cast<double*>(nullptr));
   } else {
     f(static_cast<float*>(nullptr));
@@ -279,23 +279,23 @@ void with_acc(AccType at, F&& f) {
 }
 
 template <typename F>
-void with_out(OutType ot, F&& f) {
+void with_out(DType ot, F&& f) {
   switch (ot) {
-    case OutType::kF32: f(static_cast<float*>(nullptr)); break;
-    case OutType::kF64: f(static_cast<double*>(nullptr)); break;
-    case OutType::kF16: f(static_cast<__half*>(nullptr)); break;
-    case OutType::kBF16: f(static_cast<__nv_bfloat16*>(nullptr)); break;
+    case DType::kFloat64: f(static_cast<double*>(nullptr)); break;
+    case DType::kFloat16: f(static_cast<__half*>(nullptr)); break;
+    case DType::kBFloat16: f(static_cast<__nv_bfloat16*>(nullptr)); break;
+    default: f(static_cast<float*>(nullptr)); break;
   }
 }
 
 template <typename F>
-void with_frames(FrameType ft, F&& f) {
+void with_frames(DType ft, F&& f) {
   switch (ft) {
-    case FrameType::kU8: f(static_cast<uint8_t*>(nullptr)); break;
-    case FrameType::kF32: f(static_cast<float*>(nullptr)); break;
-    case FrameType::kF64: f(static_cast<double*>(nullptr)); break;
-    case FrameType::kF16: f(static_cast<__half*>(nullptr)); break;
-    case FrameType::kBF16: f(static_cast<__nv_bfloat16*>(nullptr)); break;
+    case DType::kUInt8: f(static_cast<uint8_t*>(nullptr)); break;
+    case DType::kFloat32: f(static_cast<float*>(nullptr)); break;
+    case DType::kFloat64: f(static_cast<double*>(nullptr)); break;
+    case DType::kFloat16: f(static_cast<__half*>(nullptr)); break;
+    case DType::kBFloat16: f(static_cast<__nv_bfloat16*>(nullptr)); break;
   }
 }
 
@@ -315,8 +315,8 @@ void with_vec(int64_t d, F&& f) {
 
 }  // namespace
 
-cudaError_t gather(const void* frames, FrameType ft, Strides6 s, Geom g, int64_t g0, int64_t g1, void* pr, void* pm,
-                   AccType at, cudaStream_t stream) {
+cudaError_t gather(const void* frames, DType ft, Strides6 s, Geom g, int64_t g0, int64_t g1, void* pr, void* pm,
+                   DType at, cudaStream_t stream) {
   const int64_t rows = (g1 - g0) * g.T * g.w, cols = (kRgbChannels + kMotChannels) * g.P * g.P;
   const dim3 grid(blocks_for(cols, kThreads), grid_y(rows));
   with_acc(at, [&](auto* a) {
@@ -332,7 +332,7 @@ cudaError_t gather(const void* frames, FrameType ft, Strides6 s, Geom g, int64_t
 }
 
 cudaError_t combine(bool eval, Geom g, int64_t g0, int64_t g1, const void* yr, const void* ym, const void* bias_map,
-                    void* zr, void* zm, void* out, OutType ot, const void* coefs, AccType at, cudaStream_t stream) {
+                    void* zr, void* zm, void* out, DType ot, const void* coefs, DType at, cudaStream_t stream) {
   const int64_t rows_out = (g1 - g0) * g.T_out * g.w;
   with_acc(at, [&](auto* a) {
     using acc_t = strip<decltype(a)>;
@@ -354,7 +354,7 @@ cudaError_t combine(bool eval, Geom g, int64_t g0, int64_t g1, const void* yr, c
 }
 
 cudaError_t column_sums(SumMode mode, const void* zr, const void* zm, const void* grad, const double* centre,
-                        int64_t n_pos, int64_t d, double* partials, int64_t n_split, AccType at, cudaStream_t stream) {
+                        int64_t n_pos, int64_t d, double* partials, int64_t n_split, DType at, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((d + 31) / 32), static_cast<unsigned>(n_split)), block(32, 8);
   with_acc(at, [&](auto* a) {
     using acc_t = strip<decltype(a)>;
@@ -366,7 +366,7 @@ cudaError_t column_sums(SumMode mode, const void* zr, const void* zm, const void
 }
 
 cudaError_t forward_finalise(int64_t d, bool training, double n, double eps, double alpha, const double* sums,
-                             const void* params, void* stats, void* coefs, AccType at, cudaStream_t stream) {
+                             const void* params, void* stats, void* coefs, DType at, cudaStream_t stream) {
   with_acc(at, [&](auto* a) {
     using acc_t = strip<decltype(a)>;
     forward_finalise_kernel<acc_t><<<blocks_for(d, 128), 128, 0, stream>>>(
@@ -377,7 +377,7 @@ cudaError_t forward_finalise(int64_t d, bool training, double n, double eps, dou
 }
 
 cudaError_t backward_finalise(int64_t d, bool training, double n, double eps, double alpha, const double* sums,
-                              const void* params, const void* stats, void* grads, void* coefs, AccType at,
+                              const void* params, const void* stats, void* grads, void* coefs, DType at,
                               cudaStream_t stream) {
   with_acc(at, [&](auto* a) {
     using acc_t = strip<decltype(a)>;
@@ -388,8 +388,8 @@ cudaError_t backward_finalise(int64_t d, bool training, double n, double eps, do
   return cudaGetLastError();
 }
 
-cudaError_t normalise(const void* zr, const void* zm, const void* coefs, void* out, OutType ot, int64_t n_pos,
-                      int64_t d, AccType at, cudaStream_t stream) {
+cudaError_t normalise(const void* zr, const void* zm, const void* coefs, void* out, DType ot, int64_t n_pos,
+                      int64_t d, DType at, cudaStream_t stream) {
   const int64_t total = n_pos * d;
   with_acc(at, [&](auto* a) {
     using acc_t = strip<decltype(a)>;
@@ -406,7 +406,7 @@ cudaError_t normalise(const void* zr, const void* zm, const void* coefs, void* o
   return cudaGetLastError();
 }
 
-cudaError_t bn_backward(void* zr, void* zm, const void* grad, const void* coefs, int64_t n_pos, int64_t d, AccType at,
+cudaError_t bn_backward(void* zr, void* zm, const void* grad, const void* coefs, int64_t n_pos, int64_t d, DType at,
                         cudaStream_t stream) {
   const int64_t total = n_pos * d;
   with_acc(at, [&](auto* a) {
@@ -421,7 +421,7 @@ cudaError_t bn_backward(void* zr, void* zm, const void* grad, const void* coefs,
   return cudaGetLastError();
 }
 
-cudaError_t shift_grad(Geom g, int64_t g0, int64_t g1, const void* dz, void* dy, AccType at, cudaStream_t stream) {
+cudaError_t shift_grad(Geom g, int64_t g0, int64_t g1, const void* dz, void* dy, DType at, cudaStream_t stream) {
   const int64_t rows = (g1 - g0) * g.T * g.w;
   with_acc(at, [&](auto* a) {
     using acc_t = strip<decltype(a)>;

@@ -1,4 +1,4 @@
-// CUDA kernels of tds::td_adapter_forward / tds::td_adapter_backward (SPEC §4 op 2). The orchestration
+// CUDA kernels of tds::td_adapter_forward / tds::td_adapter_backward (docs/model.md §4 op 2). The orchestration
 // is the one the CPU runs (common/td_adapter_host.h, implemented in cpu/td_adapter.cpp): matrix products
 // in cuBLAS through ATen, the narrow elementwise work, the gate and the statistics in
 // cuda/td_adapter_kernels.cu (whose per-element math is common/td_adapter_math.h, shared with the CPU).
@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <tuple>
 
+#include "common/base.h"
 #include "common/td_adapter_host.h"
 #include "common/td_adapter_math.h"
 #include "cuda/td_adapter_kernels.h"
@@ -24,16 +25,7 @@ namespace {
 
 namespace kc = tds::td_adapter::cuda;
 
-kc::DType dtype_code(const at::Tensor& t) {
-  switch (t.scalar_type()) {
-    case at::kDouble: return kc::kF64;
-    case at::kHalf: return kc::kF16;
-    case at::kBFloat16: return kc::kBF16;
-    case at::kFloat: return kc::kF32;
-    default: TORCH_CHECK_TYPE(false, "tds::td_adapter (CUDA): unsupported dtype ", t.scalar_type());
-  }
-  return kc::kF32;
-}
+DType dtype_code(const at::Tensor& t) { return dtype_of(t.scalar_type(), "tds::td_adapter"); }
 
 cudaStream_t stream() { return at::cuda::getCurrentCUDAStream().stream(); }
 
@@ -44,50 +36,44 @@ const void* ptr_or_null(const at::Tensor& t) { return t.defined() ? t.const_data
 at::Tensor col_sum_cuda(const at::Tensor& x, const at::Tensor& y, const at::Tensor& center, int mode) {
   const int64_t M = x.size(0), C = x.size(1);
   at::Tensor partial = at::empty({kc::col_chunks(M), C}, x.options().dtype(at::kDouble));
-  kc::col_sum(dtype_code(x), x.const_data_ptr(), ptr_or_null(y), ptr_or_null(center),
-              partial.mutable_data_ptr<double>(), M, C, mode, stream());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  TDS_CUDA_CHECK(kc::col_sum(dtype_code(x), x.const_data_ptr(), ptr_or_null(y), ptr_or_null(center),
+              partial.mutable_data_ptr<double>(), M, C, mode, stream()), "tds::td_adapter", "col_sum");
   return partial.sum(0);
 }
 
 void maxdiff_forward_cuda(const at::Tensor& b, const at::Tensor& center, const at::Tensor& scale, at::Tensor& m,
                           int64_t B, int64_t T, int64_t N, int64_t kernel_size) {
-  kc::maxdiff_forward(dtype_code(b), b.const_data_ptr(), center.const_data_ptr(), scale.const_data_ptr(),
-                      m.mutable_data_ptr(), B, T, N, b.size(1), half_of(kernel_size, T), stream());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  TDS_CUDA_CHECK(kc::maxdiff_forward(dtype_code(b), b.const_data_ptr(), center.const_data_ptr(), scale.const_data_ptr(),
+                      m.mutable_data_ptr(), B, T, N, b.size(1), half_of(kernel_size, T), stream()), "tds::td_adapter", "maxdiff_forward");
 }
 
 void maxdiff_backward_cuda(const at::Tensor& b, const at::Tensor& center, const at::Tensor& scale,
                            const at::Tensor& dm, at::Tensor& dv, int64_t B, int64_t T, int64_t N,
                            int64_t kernel_size) {
-  kc::maxdiff_backward(dtype_code(b), b.const_data_ptr(), center.const_data_ptr(), scale.const_data_ptr(),
+  TDS_CUDA_CHECK(kc::maxdiff_backward(dtype_code(b), b.const_data_ptr(), center.const_data_ptr(), scale.const_data_ptr(),
                        dm.const_data_ptr(), dv.mutable_data_ptr(), B, T, N, b.size(1), half_of(kernel_size, T),
-                       stream());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+                       stream()), "tds::td_adapter", "maxdiff_backward");
 }
 
 void mix_rows_cuda(const at::Tensor& x, const at::Tensor& center, at::Tensor& out, bool mix) {
-  kc::mix_rows(dtype_code(x), x.const_data_ptr(), center.const_data_ptr(), out.mutable_data_ptr(), x.size(0),
-               x.size(1), mix, stream());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  TDS_CUDA_CHECK(kc::mix_rows(dtype_code(x), x.const_data_ptr(), center.const_data_ptr(), out.mutable_data_ptr(), x.size(0),
+               x.size(1), mix, stream()), "tds::td_adapter", "mix_rows");
 }
 
 void bn1_backward_cuda(const at::Tensor& dv, const at::Tensor& b, const at::Tensor& center,
                        const at::Tensor& invstd, const at::Tensor& scale, const at::Tensor& k_mean,
                        const at::Tensor& k_xhat, at::Tensor& db) {
-  kc::bn1_backward(dtype_code(dv), dv.const_data_ptr(), b.const_data_ptr(), center.const_data_ptr(),
+  TDS_CUDA_CHECK(kc::bn1_backward(dtype_code(dv), dv.const_data_ptr(), b.const_data_ptr(), center.const_data_ptr(),
                    invstd.const_data_ptr(), scale.const_data_ptr(), k_mean.const_data_ptr(), k_xhat.const_data_ptr(),
-                   db.mutable_data_ptr(), dv.size(0), dv.size(1), stream());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+                   db.mutable_data_ptr(), dv.size(0), dv.size(1), stream()), "tds::td_adapter", "bn1_backward");
 }
 
 // On the GPU the expand is one cuBLAS GEMM into an (M, d) fp32 buffer and the gate one streaming kernel.
 void expand_gate_forward_cuda(const at::Tensor& u, const at::Tensor& y0c, const at::Tensor& Wp,
                               const at::Tensor& bias, at::Tensor& out, bool gated) {
   const at::Tensor y = at::addmm(bias, y0c, Wp.t());
-  kc::gate_forward(dtype_code(u), u.const_data_ptr(), y.const_data_ptr(), out.mutable_data_ptr(), u.numel(), gated,
-                   stream());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  TDS_CUDA_CHECK(kc::gate_forward(dtype_code(u), u.const_data_ptr(), y.const_data_ptr(), out.mutable_data_ptr(), u.numel(), gated,
+                   stream()), "tds::td_adapter", "gate_forward");
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> expand_gate_backward_cuda(const at::Tensor& g, const at::Tensor& u,
@@ -95,9 +81,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> expand_gate_backward_cuda(const a
                                                                          const at::Tensor& bias, at::Tensor& du,
                                                                          bool gated) {
   at::Tensor dy = at::addmm(bias, y0c, Wp.t());  // y, overwritten with dy
-  kc::gate_backward(dtype_code(u), g.const_data_ptr(), u.const_data_ptr(), dy.mutable_data_ptr(),
-                    du.mutable_data_ptr(), u.numel(), gated, stream());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  TDS_CUDA_CHECK(kc::gate_backward(dtype_code(u), g.const_data_ptr(), u.const_data_ptr(), dy.mutable_data_ptr(),
+                    du.mutable_data_ptr(), u.numel(), gated, stream()), "tds::td_adapter", "gate_backward");
   at::Tensor sum_dy = col_sum_cuda(dy, {}, {}, kSum);
   at::Tensor G = at::mm(dy.t(), y0c).to(at::kDouble);
   return {sum_dy, G, at::mm(dy, Wp)};

@@ -1,4 +1,4 @@
-// CUDA kernels of the fused TD-Adapter (SPEC §4 op 2): the narrow elementwise work (max-difference over
+// CUDA kernels of the fused TD-Adapter (docs/model.md §4 op 2): the narrow elementwise work (max-difference over
 // T, mix, BN1 backward), the d-wide gate and the column statistics. The matrix products run in cuBLAS
 // through ATen (csrc/cuda/td_adapter.cpp); the per-element arithmetic is csrc/common/td_adapter_math.h,
 // the same functions the CPU kernel runs. CUDA headers only (no torch headers: nvcc stays fast).
@@ -254,16 +254,17 @@ void launch_col_sum(const void* x, const void* y, const void* center, double* pa
 
 }  // namespace
 
-void col_sum(DType acc, const void* x, const void* y, const void* center, double* partial, int64_t M, int64_t C,
+int col_sum(DType acc, const void* x, const void* y, const void* center, double* partial, int64_t M, int64_t C,
              int mode, cudaStream_t stream) {
-  if (acc == kF64) launch_col_sum<double>(x, y, center, partial, M, C, mode, stream);
+  if (acc == DType::kFloat64) launch_col_sum<double>(x, y, center, partial, M, C, mode, stream);
   else launch_col_sum<float>(x, y, center, partial, M, C, mode, stream);
+  return int(cudaGetLastError());
 }
 
-void maxdiff_forward(DType acc, const void* b, const void* center, const void* scale, void* m, int64_t B,
+int maxdiff_forward(DType acc, const void* b, const void* center, const void* scale, void* m, int64_t B,
                      int64_t T, int64_t N, int64_t h, int half, cudaStream_t stream) {
   const unsigned grid = blocks_for(B * N * h);
-  if (acc == kF64)
+  if (acc == DType::kFloat64)
     maxdiff_forward_kernel<double><<<grid, kThreads, 0, stream>>>(
         static_cast<const double*>(b), static_cast<const double*>(center), static_cast<const double*>(scale),
         static_cast<double*>(m), B, int(T), N, h, half);
@@ -271,12 +272,13 @@ void maxdiff_forward(DType acc, const void* b, const void* center, const void* s
     maxdiff_forward_kernel<float><<<grid, kThreads, 0, stream>>>(
         static_cast<const float*>(b), static_cast<const float*>(center), static_cast<const float*>(scale),
         static_cast<float*>(m), B, int(T), N, h, half);
+  return int(cudaGetLastError());
 }
 
-void maxdiff_backward(DType acc, const void* b, const void* center, const void* scale, const void* dm, void* dv,
+int maxdiff_backward(DType acc, const void* b, const void* center, const void* scale, const void* dm, void* dv,
                       int64_t B, int64_t T, int64_t N, int64_t h, int half, cudaStream_t stream) {
   const unsigned grid = blocks_for(B * N * h);
-  if (acc == kF64)
+  if (acc == DType::kFloat64)
     maxdiff_backward_kernel<double><<<grid, kThreads, 0, stream>>>(
         static_cast<const double*>(b), static_cast<const double*>(center), static_cast<const double*>(scale),
         static_cast<const double*>(dm), static_cast<double*>(dv), B, int(T), N, h, half);
@@ -284,12 +286,13 @@ void maxdiff_backward(DType acc, const void* b, const void* center, const void* 
     maxdiff_backward_kernel<float><<<grid, kThreads, 0, stream>>>(
         static_cast<const float*>(b), static_cast<const float*>(center), static_cast<const float*>(scale),
         static_cast<const float*>(dm), static_cast<float*>(dv), B, int(T), N, h, half);
+  return int(cudaGetLastError());
 }
 
-void mix_rows(DType acc, const void* x, const void* center, void* out, int64_t M, int64_t h, bool mix,
+int mix_rows(DType acc, const void* x, const void* center, void* out, int64_t M, int64_t h, bool mix,
               cudaStream_t stream) {
   const unsigned grid = blocks_for(M * 32);
-  if (acc == kF64)
+  if (acc == DType::kFloat64)
     mix_rows_kernel<double><<<grid, kThreads, 0, stream>>>(static_cast<const double*>(x),
                                                            static_cast<const double*>(center),
                                                            static_cast<double*>(out), M, h, mix);
@@ -297,33 +300,36 @@ void mix_rows(DType acc, const void* x, const void* center, void* out, int64_t M
     mix_rows_kernel<float><<<grid, kThreads, 0, stream>>>(static_cast<const float*>(x),
                                                           static_cast<const float*>(center),
                                                           static_cast<float*>(out), M, h, mix);
+  return int(cudaGetLastError());
 }
 
-void gate_forward(DType dtype, const void* u, const void* y, void* out, int64_t n, bool gated,
+int gate_forward(DType dtype, const void* u, const void* y, void* out, int64_t n, bool gated,
                   cudaStream_t stream) {
   switch (dtype) {
-    case kF64: launch_gate_forward<double>(u, y, out, n, gated, stream); break;
-    case kF16: launch_gate_forward<__half>(u, y, out, n, gated, stream); break;
-    case kBF16: launch_gate_forward<__nv_bfloat16>(u, y, out, n, gated, stream); break;
+    case DType::kFloat64: launch_gate_forward<double>(u, y, out, n, gated, stream); break;
+    case DType::kFloat16: launch_gate_forward<__half>(u, y, out, n, gated, stream); break;
+    case DType::kBFloat16: launch_gate_forward<__nv_bfloat16>(u, y, out, n, gated, stream); break;
     default: launch_gate_forward<float>(u, y, out, n, gated, stream); break;
   }
+  return int(cudaGetLastError());
 }
 
-void gate_backward(DType dtype, const void* g, const void* u, void* y_dy, void* du, int64_t n, bool gated,
+int gate_backward(DType dtype, const void* g, const void* u, void* y_dy, void* du, int64_t n, bool gated,
                    cudaStream_t stream) {
   switch (dtype) {
-    case kF64: launch_gate_backward<double>(g, u, y_dy, du, n, gated, stream); break;
-    case kF16: launch_gate_backward<__half>(g, u, y_dy, du, n, gated, stream); break;
-    case kBF16: launch_gate_backward<__nv_bfloat16>(g, u, y_dy, du, n, gated, stream); break;
+    case DType::kFloat64: launch_gate_backward<double>(g, u, y_dy, du, n, gated, stream); break;
+    case DType::kFloat16: launch_gate_backward<__half>(g, u, y_dy, du, n, gated, stream); break;
+    case DType::kBFloat16: launch_gate_backward<__nv_bfloat16>(g, u, y_dy, du, n, gated, stream); break;
     default: launch_gate_backward<float>(g, u, y_dy, du, n, gated, stream); break;
   }
+  return int(cudaGetLastError());
 }
 
-void bn1_backward(DType acc, const void* dv, const void* b, const void* center, const void* invstd,
+int bn1_backward(DType acc, const void* dv, const void* b, const void* center, const void* invstd,
                   const void* scale, const void* k_mean, const void* k_xhat, void* db, int64_t M, int64_t h,
                   cudaStream_t stream) {
   const unsigned grid = blocks_for(M * h);
-  if (acc == kF64)
+  if (acc == DType::kFloat64)
     bn1_backward_kernel<double><<<grid, kThreads, 0, stream>>>(
         static_cast<const double*>(dv), static_cast<const double*>(b), static_cast<const double*>(center),
         static_cast<const double*>(invstd), static_cast<const double*>(scale), static_cast<const double*>(k_mean),
@@ -333,6 +339,7 @@ void bn1_backward(DType acc, const void* dv, const void* b, const void* center, 
         static_cast<const float*>(dv), static_cast<const float*>(b), static_cast<const float*>(center),
         static_cast<const float*>(invstd), static_cast<const float*>(scale), static_cast<const float*>(k_mean),
         static_cast<const float*>(k_xhat), static_cast<float*>(db), M * h, h);
+  return int(cudaGetLastError());
 }
 
 }  // namespace cuda

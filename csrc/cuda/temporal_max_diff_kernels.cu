@@ -1,4 +1,4 @@
-// CUDA kernels of tds::temporal_max_diff and its backward (SPEC §4 op 1). Only CUDA headers and the
+// CUDA kernels of tds::temporal_max_diff and its backward (docs/model.md §4 op 1). Only CUDA headers and the
 // shared per-element math (common/max_diff_math.h) here: no torch headers, so nvcc stays fast. The
 // ATen-side wrapper is csrc/cuda/temporal_max_diff.cpp.
 //

@@ -1,4 +1,4 @@
-"""tdsclip.data: video files on disk -> uint8 clips (N, T, 5, 3, H, W) + int64 labels (SPEC sections 1, 6).
+"""tdsclip.data: video files on disk -> uint8 clips (N, T, 5, 3, H, W) + int64 labels (docs/model.md §1, §6).
 
 Typical use::
 

@@ -7,7 +7,7 @@ with their parameters. Both executors apply the same plan to all 5*T frames of t
 and GPU paths). Drawing the plan once on the host is what makes the paths agree: given the same
 seed they produce the same crops, flips and ops, and the tests compare their pixels.
 
-Train augmentation (``AugConfig.ssv2`` / ``AugConfig.kinetics``, SPEC section 6):
+Train augmentation (``AugConfig.ssv2`` / ``AugConfig.kinetics``, docs/model.md §6):
 
 * RandomResizedCrop on a *canvas*: SSv2 resizes to 256x320, Kinetics scales the short side to 256
   (both scaled by image_size/224, so the 64 px demo uses a 73x91 canvas). The crop box is drawn
@@ -31,7 +31,7 @@ and every op rounds half up to uint8 (PIL truncates in places). Data-dependent o
 (autocontrast, equalize, contrast) use each frame's own statistics, as PIL does frame by frame.
 
 Eval (val/test): scale the short side to image_size and take a square of that size at the
-left/top (crop 0), centre (1) or right/bottom (2) of the long side: SPEC's 3 spatial crops.
+left/top (crop 0), centre (1) or right/bottom (2) of the long side: the published 3 spatial crops (docs/model.md §6).
 """
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from .augment import AugConfig, eval_plan
 from .augment_torch import apply_plan
 from .dataset import VideoDataset
 from .sampling import clip_frame_indices
-from .video_io import ShortVideo, VideoError, VideoMeta, probe, read_clip
+from .video_io import ShortVideo, VideoError, VideoMeta, check_frame_count, probe, read_clip
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class ClipSpec:
     aug: AugConfig
     seed: int
     window: int = 5
+    train_rule: str = "kinetics"  # training-time centre sampling (sampling.train_rule_for the data set kind)
 
 
 @dataclass
@@ -50,7 +51,11 @@ class Item:
 
 
 class MetaCache:
-    """Probe results per dataset index (probing demuxes the file once; results are reused every epoch)."""
+    """Probe results per dataset index (probing demuxes the file once; results are reused every epoch).
+
+    A video with clearly fewer frames than its header declares (truncated) is a VideoError here, so
+    every path skips it (or raises, under ``on_error="raise"``) instead of sampling what is left.
+    """
 
     def __init__(self, dataset: VideoDataset):
         self.dataset = dataset
@@ -59,13 +64,14 @@ class MetaCache:
     def get(self, i: int) -> VideoMeta:
         m = self._meta.get(i)
         if m is None:
-            m = probe(self.dataset.records[i], self.dataset.frame_template)
+            rec = self.dataset.records[i]
+            m = check_frame_count(probe(rec, self.dataset.frame_template), rec.path)
             self._meta[i] = m
         return m
 
     def set_frames(self, i: int, n: int) -> VideoMeta:
         m = self.get(i)
-        m = VideoMeta(n, m.height, m.width, m.codec)
+        m = VideoMeta(n, m.height, m.width, m.codec, m.header_frames)
         self._meta[i] = m
         return m
 
@@ -78,7 +84,7 @@ def prepare_item(spec: ClipSpec, dataset: VideoDataset, flip_map: np.ndarray, me
     S = spec.image_size
     if spec.split == "train":
         frames = clip_frame_indices(n, T, "train", rng=np.random.default_rng([spec.seed, epoch, video, 1]),
-                                    window=spec.window)
+                                    window=spec.window, train_rule=spec.train_rule)
         plans = [spec.aug.draw_train(np.random.default_rng([spec.seed, epoch, video, 2, c]), meta.height, meta.width, S)
                  for c in range(spec.copies)]
     elif spec.split == "val":

@@ -108,13 +108,26 @@ class _Ops:
         return out
 
 
+def _image_sequence(num_images: int, gpu: bool):
+    """Frame-folder input: ``num_images`` encoded images per sample ("img0" ...), each decoded by
+    ``fn.decoders.image`` (nvJPEG on the GPU as ``device="mixed"``, libjpeg-turbo on the CPU) and stacked
+    into one FHWC sequence, so frame folders go through the same augmentation graph as videos."""
+    decoded = []
+    for k in range(num_images):
+        enc = fn.external_source(name=f"img{k}", dtype=types.UINT8, ndim=1)
+        decoded.append(fn.decoders.image(enc, device="mixed" if gpu else "cpu", output_type=types.RGB))
+    return fn.reshape(fn.stack(*decoded, axis=0), layout="FHWC")
+
+
 def build_pipeline(*, batch_size: int, copies: int, num_slots: int, size: int, gpu: bool, device_id=None,
-                   num_threads: int = 2, seed: int = 0, decoded_input: bool = False):
+                   num_threads: int = 2, seed: int = 0, decoded_input: bool = False, num_images: int = 0):
     """A built DALI pipeline with inputs "enc", "frames", "plan0".."plan{copies-1}" and ``copies`` outputs.
 
     Output c: uint8 (F, 3, size, size) per sample, F = len(frames), FCHW. With ``decoded_input``
     the graph takes already decoded uint8 FHWC frames as "video" instead of "enc" + "frames"
-    (used to compare the augmentation alone against the torch executor).
+    (used to compare the augmentation alone against the torch executor). With ``num_images`` > 0
+    it takes that many encoded images per sample ("img0" ...: a frame folder's distinct frames in
+    increasing order, the last one repeated as padding) instead of "enc" + "frames".
     """
     device = "gpu" if gpu else "cpu"
 
@@ -123,6 +136,9 @@ def build_pipeline(*, batch_size: int, copies: int, num_slots: int, size: int, g
     def graph():
         if decoded_input:
             video = fn.external_source(name="video", dtype=types.UINT8, ndim=4, layout="FHWC", device=device)
+        elif num_images:
+            order = fn.external_source(name="order", dtype=types.INT32, ndim=1)  # clip order, as positions
+            video = _image_sequence(num_images, gpu)
         else:
             enc = fn.external_source(name="enc", dtype=types.UINT8, ndim=1)
             frames = fn.external_source(name="frames", dtype=types.INT32, ndim=1)  # distinct, increasing
@@ -159,20 +175,38 @@ class DaliClipRunner:
     """
 
     def __init__(self, *, max_batch: int, copies: int, num_slots: int, size: int, device: torch.device,
-                 num_threads: int = 2, seed: int = 0):
-        self.copies, self.num_slots, self.size = copies, num_slots, size
+                 num_threads: int = 2, seed: int = 0, num_images: int = 0):
+        self.copies, self.num_slots, self.size, self.num_images = copies, num_slots, size, num_images
         self.device = torch.device(device)
         self.gpu = self.device.type == "cuda"
         self._kw = dict(batch_size=max_batch, copies=copies, num_slots=num_slots, size=size, gpu=self.gpu,
-                        device_id=(self.device.index or 0) if self.gpu else None, num_threads=num_threads, seed=seed)
+                        device_id=(self.device.index or 0) if self.gpu else None, num_threads=num_threads, seed=seed,
+                        num_images=num_images)
         self.pipe = build_pipeline(**self._kw)
 
     def run(self, encoded: list, frames: list, plans: list) -> list:
-        """encoded: B uint8 arrays; frames: B int arrays (clip order); plans: ``copies`` lists of B packed plans."""
+        """encoded: B uint8 arrays (video files); frames: B int arrays (clip order); plans: ``copies`` lists of
+        B packed plans."""
         distinct, order = zip(*(np.unique(np.asarray(f), return_inverse=True) for f in frames))
+        return self._run({"enc": encoded, "frames": [d.astype(np.int32) for d in distinct]}, order, plans)
+
+    def run_images(self, read_image, frames: list, plans: list) -> list:
+        """Frame folders: ``read_image(i, k)`` gives the encoded bytes (uint8 array) of frame ``k`` (0-based)
+        of sample ``i``; each distinct frame is read and decoded once, as for videos."""
+        distinct, order = zip(*(np.unique(np.asarray(f), return_inverse=True) for f in frames))
+        if max(len(d) for d in distinct) > self.num_images:
+            raise ValueError(f"a clip needs {max(len(d) for d in distinct)} distinct frames; this DALI pipeline "
+                             f"takes {self.num_images}")
+        inputs = {}
+        for k in range(self.num_images):
+            # padding repeats the clip's last distinct frame (decoded again, never used: `order` skips it)
+            inputs[f"img{k}"] = [read_image(i, int(d[min(k, len(d) - 1)])) for i, d in enumerate(distinct)]
+        return self._run(inputs, order, plans)
+
+    def _run(self, inputs: dict, order, plans: list) -> list:
         try:
-            self.pipe.feed_input("enc", encoded)
-            self.pipe.feed_input("frames", [d.astype(np.int32) for d in distinct])
+            for name, data in inputs.items():
+                self.pipe.feed_input(name, data)
             self.pipe.feed_input("order", [o.astype(np.int32).reshape(-1) for o in order])
             for c in range(self.copies):
                 self.pipe.feed_input(f"plan{c}", plans[c])

@@ -86,6 +86,9 @@ def _first_existing(candidates: Sequence[str], what: str) -> str:
     for c in candidates:
         if os.path.exists(c):
             return c
+    locked = _unreadable_dirs([VideoRecord(c, -1) for c in candidates])
+    if locked:
+        raise PermissionError(f"{what}: cannot read the directory {locked[0]} (permission denied)")
     raise FileNotFoundError(f"{what} not found; looked for: {', '.join(candidates)}")
 
 
@@ -136,6 +139,12 @@ def report_missing(records: list, on_error: str, what: str) -> tuple[list, list]
     for r in records:
         (present if os.path.exists(r.path) else missing).append(r)
     if missing:
+        locked = _unreadable_dirs(missing)
+        if locked:
+            msg = (f"{what}: cannot read the director{'y' if len(locked) == 1 else 'ies'} "
+                   f"{', '.join(locked[:MISSING_SHOWN])} (permission denied), so {len(missing)} of {len(records)} "
+                   "files cannot be checked: fix the permissions")
+            raise PermissionError(msg)
         names = ", ".join(r.path for r in missing[:MISSING_SHOWN])
         more = f" and {len(missing) - MISSING_SHOWN} more" if len(missing) > MISSING_SHOWN else ""
         msg = f"{what}: {len(missing)} of {len(records)} files are missing: {names}{more}"
@@ -143,6 +152,18 @@ def report_missing(records: list, on_error: str, what: str) -> tuple[list, list]
             raise FileNotFoundError(msg)
         warnings.warn(msg + " (dropped)", MissingFilesWarning, stacklevel=3)
     return present, missing
+
+
+def _unreadable_dirs(records: list) -> list:
+    """Directories (of the records' paths, or above them) this process may not search: files there
+    look missing to ``os.path.exists`` although they may well be there."""
+    locked = []
+    for d in dict.fromkeys(os.path.dirname(os.path.abspath(r.path)) for r in records):
+        while d and not os.path.isdir(d) and os.path.dirname(d) != d:
+            d = os.path.dirname(d)
+        if os.path.isdir(d) and not os.access(d, os.R_OK | os.X_OK):
+            locked.append(d)
+    return list(dict.fromkeys(locked))
 
 
 def build_dataset(

@@ -269,9 +269,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args(argv)
-    info = make_demo_data(a.dir, a.num_train, a.num_val, a.seed, num_classes=a.num_classes, size=a.size,
-                          min_frames=a.min_frames, max_frames=a.max_frames, workers=a.workers,
-                          overwrite=a.overwrite, verbose=True)
+    try:
+        info = make_demo_data(a.dir, a.num_train, a.num_val, a.seed, num_classes=a.num_classes, size=a.size,
+                              min_frames=a.min_frames, max_frames=a.max_frames, workers=a.workers,
+                              overwrite=a.overwrite, verbose=True)
+    except FileExistsError:
+        print(f"make-demo-data: error: {a.dir} already holds a data set (labels.json); pass --overwrite to "
+              "replace it, or choose another directory", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as exc:
+        print(f"make-demo-data: error: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {info['train']} train + {info['validation']} validation videos ({info['classes']} classes) "
           f"to {info['dir']} in {info['seconds']:.1f} s")
     return 0

@@ -6,9 +6,13 @@ Paths (chosen once per loader, logged once per process):
   whole augmentation on the GPU.
 * ``dali-cpu``: on the CPU with DALI installed, DALI's CPU decoder (VP8/VP9/MJPEG) and the same
   graph on CPU threads.
+
+Frame folders (the published Something-Something recipe reads extracted JPEG frames) are decoded by
+DALI's image decoder on both DALI paths (nvJPEG on the GPU, libjpeg-turbo on the CPU) and go through
+the same augmentation graph; PIL reads them only on the ``pyav`` path and as the fallback.
 * ``pyav``: PyAV decoding + torch augmentation in DataLoader worker processes.
 
-Items DALI cannot take (codec not supported on that device, frame folders) and every item of a
+Items DALI cannot take (codec not supported on that device) and every item of a
 DALI batch that failed to decode go through the PyAV path inside the same batch, so a bad file
 costs one batch re-run, never the epoch. Files that fail there too are skipped: a warning names
 the file, ``loader.skipped`` counts them, and the count is reported at the end of the epoch;
@@ -30,6 +34,7 @@ import torch
 from .augment import AugConfig
 from .clips import ClipSpec, MetaCache, assemble, host_items, prepare_item, process_items_host
 from .dataset import VideoDataset
+from .sampling import train_rule_for
 from .video_io import DALI_CPU_CODECS, FRAMES_DIR_CODEC, VideoError
 
 log = logging.getLogger("tdsclip.data")
@@ -112,7 +117,8 @@ class VideoClipLoader:
         seed: all randomness derives from (seed, epoch, video index).
         on_error: "skip" (warn, count, go on) or "raise".
         num_workers: PyAV path worker processes (default: min(4, CPU count)).
-        shuffle, drop_last: default True for train, False otherwise.
+        shuffle, drop_last: default True for train, False otherwise (drop_last drops the last batch
+            when it is not full, as in torch's DataLoader).
         dali_threads: DALI CPU threads.
 
     Yields ``(clips, labels)`` for train/val and ``(clips, labels, video_index)`` for test:
@@ -167,9 +173,13 @@ class VideoClipLoader:
         self.rank, self.world_size, self.seed, self.on_error = rank, world_size, seed, on_error
         self.shuffle = split == "train" if shuffle is None else shuffle
         self.drop_last = split == "train" if drop_last is None else drop_last
+        # Training pads the rank shards to equal length (every rank runs the same number of steps; DDP
+        # needs that); evaluation keeps each video once. drop_last only drops the last partial batch.
+        self.pad_shards = split == "train"
         copies = repeated_aug if split == "train" else (num_crops if split == "test" else 1)
         self.num_clips = num_clips if split == "test" else 1
-        self.spec = ClipSpec(split, num_frames, image_size, copies, self.num_clips, aug, seed, window)
+        self.spec = ClipSpec(split, num_frames, image_size, copies, self.num_clips, aug, seed, window,
+                             train_rule_for(dataset.kind))
         self.flip_map = dataset.flip_label_map()
         self.epoch, self.start_batch = 0, 0
         self._current = (0, [])
@@ -179,6 +189,7 @@ class VideoClipLoader:
         self.dali_threads = dali_threads
         self._cache = MetaCache(dataset)
         self._runner = None
+        self._image_runner = None  # frame folders: a DALI graph with an image decoder (built when first needed)
         self._host_loader = None
         self.path = self._choose_path(backend)
 
@@ -192,7 +203,7 @@ class VideoClipLoader:
         n = len(self.dataset)
         order = (np.random.default_rng([self.seed, epoch, 0x5EED]).permutation(n) if self.shuffle
                  else np.arange(n))
-        if self.drop_last:  # equal-length shards: pad by wrapping around, like DistributedSampler
+        if self.pad_shards:  # equal-length shards: pad by wrapping around, like DistributedSampler
             per_rank = math.ceil(n / self.world_size)
             order = np.resize(order, per_rank * self.world_size)
         return order[self.rank::self.world_size]
@@ -245,7 +256,7 @@ class VideoClipLoader:
         n = len(self.dataset)
         for i in sorted({int(round(x)) for x in np.linspace(0, n - 1, min(n, 8))}):
             try:
-                if self._cache.get(i).codec in DALI_CPU_CODECS:
+                if self._cache.get(i).codec in DALI_CPU_CODECS or self._cache.get(i).codec == FRAMES_DIR_CODEC:
                     return True
             except VideoError:
                 continue
@@ -253,7 +264,7 @@ class VideoClipLoader:
 
     def _dali_ok(self, codec: str) -> bool:
         if codec == FRAMES_DIR_CODEC:
-            return False
+            return True  # DALI's image decoder, on either device
         if self.path == "dali-gpu":
             from .dali_pipeline import DALI_GPU_CODECS
 
@@ -297,21 +308,18 @@ class VideoClipLoader:
     def _iter_host(self):
         if self._host_loader is None:
             ds = _HostBatches(self.spec, self.dataset, self.flip_map)
+            # Its own generator: a DataLoader iterator otherwise draws its worker seed from the global torch
+            # RNG when it is created (once with persistent workers, at the first epoch this process runs),
+            # which would shift dropout / drop-path draws after a resume. Clips do not use worker seeds.
             self._host_loader = torch.utils.data.DataLoader(
                 ds, batch_size=None, sampler=_EpochSampler(self), num_workers=self.num_workers,
                 collate_fn=_identity, pin_memory=self.device.type == "cuda",
+                generator=torch.Generator().manual_seed(self.seed),
                 persistent_workers=self.num_workers > 0, prefetch_factor=2 if self.num_workers > 0 else None)
         yield from self._host_loader
 
     def _iter_dali(self, epoch: int, keys: list):
         """Runs the DALI loop in a producer thread (one batch ahead) so decoding overlaps training."""
-        if self._runner is None:
-            from .dali_pipeline import DaliClipRunner
-
-            self._runner = DaliClipRunner(max_batch=self.batch_size * self.spec.num_clips, copies=self.spec.copies,
-                                          num_slots=self.spec.aug.num_slots if self.split == "train" else 0,
-                                          size=self.spec.image_size, device=self.device,
-                                          num_threads=self.dali_threads, seed=self.seed)
         q: queue.Queue = queue.Queue(maxsize=2)
         stop = threading.Event()
         done = object()
@@ -355,10 +363,23 @@ class VideoClipLoader:
             stop.set()
             th.join()
 
+    def _dali_runner(self, folders: bool):
+        """The DALI graph for video files, or for frame folders (image decoder), built when first needed."""
+        attr = "_image_runner" if folders else "_runner"
+        if getattr(self, attr) is None:
+            from .dali_pipeline import DaliClipRunner
+
+            setattr(self, attr, DaliClipRunner(
+                max_batch=self.batch_size * self.spec.num_clips, copies=self.spec.copies,
+                num_slots=self.spec.aug.num_slots if self.split == "train" else 0, size=self.spec.image_size,
+                device=self.device, num_threads=self.dali_threads, seed=self.seed,
+                num_images=self.spec.num_frames * self.spec.window if folders else 0))
+        return getattr(self, attr)
+
     def _dali_batch(self, keys: list, epoch: int):
         """One batch: DALI for the items it can decode, PyAV for the rest and for failed DALI batches."""
         spec, ds = self.spec, self.dataset
-        items, host_keys, bad = [], [], {}
+        items, folder_items, host_keys, bad = [], [], [], {}
         for video, clip in keys:
             if video in bad:
                 continue
@@ -368,25 +389,35 @@ class VideoClipLoader:
                 bad[video] = e.reason
                 continue
             if self._dali_ok(meta.codec):
-                items.append(prepare_item(spec, ds, self.flip_map, meta, video, clip, epoch))
+                item = prepare_item(spec, ds, self.flip_map, meta, video, clip, epoch)
+                (folder_items if meta.codec == FRAMES_DIR_CODEC else items).append(item)
             else:
-                if meta.codec != FRAMES_DIR_CODEC:
-                    _log_once(f"{meta.codec} videos are decoded by PyAV: DALI on {self.device.type} does not take them")
+                _log_once(f"{meta.codec} videos are decoded by PyAV: DALI on {self.device.type} does not take them")
                 host_keys.append((video, clip))
         done: dict[int, list] = {}
-        if items:
+        for group, folders in ((items, False), (folder_items, True)):
+            if not group:
+                continue
+            runner = self._dali_runner(folders)
+            plans = [[it.plans[c].pack(runner.num_slots) for it in group] for c in range(spec.copies)]
             try:
-                encoded = [np.fromfile(it.record.path, dtype=np.uint8) for it in items]
-                outs = self._runner.run(encoded, [it.frames for it in items],
-                                        [[it.plans[c].pack(self._runner.num_slots) for it in items]
-                                         for c in range(spec.copies)])
+                if folders:
+                    def read_image(i, k, group=group):
+                        return np.fromfile(os.path.join(group[i].record.path, ds.frame_template.format(k + 1)),
+                                           dtype=np.uint8)
+
+                    outs = runner.run_images(read_image, [it.frames for it in group], plans)
+                else:
+                    encoded = [np.fromfile(it.record.path, dtype=np.uint8) for it in group]
+                    outs = runner.run(encoded, [it.frames for it in group], plans)
             except Exception as e:  # noqa: BLE001 - DALI raises RuntimeError for any sample's failure
-                _log_once(f"a DALI batch failed ({str(e).splitlines()[0][:200]}); such batches are re-run with PyAV")
-                host_keys = [(it.video, it.clip) for it in items] + host_keys
+                _log_once(f"a DALI batch failed ({str(e).splitlines()[0][:200]}); such batches are re-run with "
+                          "PyAV/PIL")
+                host_keys = [(it.video, it.clip) for it in group] + host_keys
             else:
                 stacked = torch.stack(outs, dim=1)  # (items, copies, T*W, 3, S, S)
-                stacked = stacked.view(len(items), spec.copies, spec.num_frames, spec.window, *stacked.shape[-3:])
-                for i, it in enumerate(items):
+                stacked = stacked.view(len(group), spec.copies, spec.num_frames, spec.window, *stacked.shape[-3:])
+                for i, it in enumerate(group):
                     done.setdefault(it.video, []).append((stacked[i], it.labels))
         if host_keys:
             host_done, host_bad = host_items(spec, ds, self.flip_map, self._cache, host_keys, epoch)

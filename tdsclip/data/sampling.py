@@ -1,12 +1,16 @@
-"""Temporal sampling: which native frames a clip holds (SPEC sections 1 and 6).
+"""Temporal sampling: which native frames a clip holds (docs/model.md §1 and §6).
 
 A clip is T segment centres ``i_t`` and, around each, the W = 5 native frames ``i_t-2 .. i_t+2``
 clamped to ``[0, n-1]`` (the first / last frame repeats; indices never wrap around).
 
 Segment centres, with ``seg = (n-1)/T``:
 
-* train: ``lo_t = round(seg*t)``, ``hi_t = round(seg*(t+1))``, ``i_t = min(randint(lo_t, hi_t), n-1)``
-  (both ends inclusive: one random frame inside each segment, as the published code draws it);
+* train, rule ``"kinetics"`` (the published Kinetics loader): ``lo_t = round(seg*t)``,
+  ``hi_t = round(seg*(t+1))``, ``i_t = min(randint(lo_t, hi_t), n-1)`` (both ends inclusive);
+* train, rule ``"segment"`` (the published Something-Something loader, TSN segments; docs/model.md §7):
+  ``i_t`` uniform in ``[floor(t*n/T), floor((t+1)*n/T) - 1]``; a video with ``n <= T`` frames gives
+  all its frames plus ``T - n`` random repeats, sorted. :func:`train_rule_for` picks the rule of a
+  data set kind (``ssv2`` / ``ssv1``: segment, others: kinetics);
 * val:   ``i_t = round(seg*t) + int(seg/2)``;
 * test, clip k of K: ``i_t = round(seg*t) + int(seg/(K+1)*(k+1))`` (K = 1 reproduces val).
 
@@ -22,6 +26,13 @@ import numpy as np
 
 WINDOW = 5  # frames per local window: i-2 .. i+2
 MODES = ("train", "val", "test")
+TRAIN_RULES = ("segment", "kinetics")
+_SEGMENT_KINDS = ("ssv2", "ssv1")  # Something-Something loaders of the published code
+
+
+def train_rule_for(kind: str) -> str:
+    """The published training-time sampling rule of a data set kind (``VideoDataset.kind``)."""
+    return "segment" if kind in _SEGMENT_KINDS else "kinetics"
 
 
 def _round_half_even(x: np.ndarray) -> np.ndarray:
@@ -48,6 +59,7 @@ def sample_indices(
     clip_idx: int = 0,
     num_clips: int = 1,
     rng: np.random.Generator | None = None,
+    train_rule: str = "kinetics",
 ) -> np.ndarray:
     """Segment centre frame indices of one clip.
 
@@ -59,6 +71,7 @@ def sample_indices(
             "test" (clip ``clip_idx`` of ``num_clips`` evenly offset clips).
         clip_idx, num_clips: k and K for mode "test".
         rng: numpy Generator for mode "train".
+        train_rule: "kinetics" or "segment" (mode "train" only; see the module docstring).
 
     Returns:
         int64 array (T,) of indices in [0, n-1], non-decreasing.
@@ -73,6 +86,10 @@ def sample_indices(
     if mode == "train":
         if rng is None:
             raise ValueError("mode='train' needs rng (a numpy Generator)")
+        if train_rule not in TRAIN_RULES:
+            raise ValueError(f"train_rule must be one of {TRAIN_RULES}, got {train_rule!r}")
+        if train_rule == "segment":
+            return _segment_draw(n, T, rng)
         end = _round_half_even(seg * (t + 1))
         idx = rng.integers(start, end + 1)  # inclusive upper end, like random.randint
     else:
@@ -84,6 +101,16 @@ def sample_indices(
             raise ValueError(f"clip_idx must be in [0, {num_clips - 1}], got {clip_idx}")
         idx = start + int(seg / (num_clips + 1) * (clip_idx + 1))
     return np.minimum(idx, n - 1).astype(np.int64)
+
+
+def _segment_draw(n: int, T: int, rng: np.random.Generator) -> np.ndarray:
+    """TSN segments: one uniform frame of ``[floor(t*n/T), floor((t+1)*n/T) - 1]`` each (n > T), or all
+    n frames plus T - n random repeats, sorted (n <= T)."""
+    if n <= T:
+        return np.sort(np.concatenate([np.arange(n), rng.integers(0, n, size=T - n)])).astype(np.int64)
+    t = np.arange(T)
+    lo, hi = t * n // T, (t + 1) * n // T  # hi exclusive; hi > lo since n > T
+    return rng.integers(lo, hi).astype(np.int64)
 
 
 def window_indices(centres, num_frames: int, window: int = WINDOW) -> np.ndarray:
@@ -109,12 +136,14 @@ def clip_frame_indices(
     num_clips: int = 1,
     rng: np.random.Generator | None = None,
     window: int = WINDOW,
+    train_rule: str = "kinetics",
 ) -> np.ndarray:
     """All frame indices a clip needs, flattened in clip order: (T*window,) int64.
 
     Reshaped to (T, window) it is ``window_indices(sample_indices(...))``; this is the list the decoders get.
     """
-    centres = sample_indices(num_frames, num_segments, mode, clip_idx=clip_idx, num_clips=num_clips, rng=rng)
+    centres = sample_indices(num_frames, num_segments, mode, clip_idx=clip_idx, num_clips=num_clips, rng=rng,
+                             train_rule=train_rule)
     return window_indices(centres, num_frames, window).reshape(-1)
 
 

@@ -54,6 +54,35 @@ class VideoMeta:
     height: int
     width: int
     codec: str
+    header_frames: int = 0  # the frame count the container declares (0: it declares none)
+
+
+# A video whose complete frames fall short of what its container declares by more than this
+# (and one frame of rounding) was cut off (an interrupted download or copy): see check_frame_count.
+TRUNCATED_BELOW = 0.9
+
+
+def header_frame_count(container, stream) -> int:
+    """Frames the container says the stream has: its frame count (MP4), else duration x frame rate
+    (WebM/MKV keep the duration in the header, so a truncated file still declares the original length)."""
+    if stream.frames and stream.frames > 0:
+        return int(stream.frames)
+    rate = stream.guessed_rate or stream.average_rate
+    if stream.duration is not None and stream.time_base is not None:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration:
+        seconds = container.duration / 1e6  # AV_TIME_BASE
+    else:
+        return 0
+    return int(round(seconds * float(rate))) if rate else 0
+
+
+def check_frame_count(meta: VideoMeta, path: str) -> VideoMeta:
+    """Raises VideoError when the video holds clearly fewer complete frames than its header declares."""
+    if meta.header_frames and meta.num_frames < TRUNCATED_BELOW * meta.header_frames - 1:
+        raise VideoError(path, f"truncated or damaged: {meta.num_frames} complete frame(s) of the "
+                               f"{meta.header_frames} its header declares")
+    return meta
 
 
 def probe(record: VideoRecord, frame_template: str = FRAME_TEMPLATE) -> VideoMeta:
@@ -61,7 +90,8 @@ def probe(record: VideoRecord, frame_template: str = FRAME_TEMPLATE) -> VideoMet
 
     The count is the number of non-empty packets of the first video stream: for the codecs of
     action datasets (VP9, H.264, MPEG-4, MJPEG) one packet is one frame, and a truncated file
-    counts only its complete packets. Raises VideoError (missing, unreadable, no video stream,
+    counts only its complete packets (``header_frames`` keeps what the header declares, so
+    ``check_frame_count`` can tell). Raises VideoError (missing, unreadable, no video stream,
     zero frames).
     """
     path = record.path
@@ -88,6 +118,7 @@ def probe(record: VideoRecord, frame_template: str = FRAME_TEMPLATE) -> VideoMet
                 raise VideoError(path, "no video stream")
             s = c.streams.video[0]
             codec, w, h = s.codec_context.name, s.codec_context.width, s.codec_context.height
+            declared = header_frame_count(c, s)
             n = 0
             try:
                 for pkt in c.demux(s):
@@ -105,7 +136,7 @@ def probe(record: VideoRecord, frame_template: str = FRAME_TEMPLATE) -> VideoMet
         raise VideoError(path, "zero frames")
     if w <= 0 or h <= 0:
         raise VideoError(path, f"bad frame size {w}x{h}")
-    return VideoMeta(n, h, w, codec)
+    return VideoMeta(n, h, w, codec, declared)
 
 
 # swscale settings that reproduce DALI's CPU decoder output bit for bit (measured): bilinear

@@ -15,11 +15,25 @@ import glob
 import os
 import re
 import tempfile
+import warnings
 
 import torch
 
 CKPT_PATTERN = re.compile(r"^checkpoint_step(\d+)\.pt$")
+TMP_PATTERN = ".tmp_*.pt"
 FORMAT_VERSION = 1
+
+# Test-only fault injection: called with a stage name ("created": the temporary file exists, empty;
+# "written": its bytes are written, not yet renamed) so a test can kill the process mid-write.
+_write_hook = None
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and says what to do."""
+
+
+class ResumeFallbackWarning(UserWarning):
+    """``--resume auto`` skipped an unreadable newest checkpoint and resumed from an older one."""
 
 
 def checkpoint_name(global_step: int) -> str:
@@ -33,10 +47,14 @@ def atomic_torch_save(obj, path: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".pt", dir=directory)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; checkpoints get the usual mode
+        if _write_hook is not None:
+            _write_hook("created")
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        if _write_hook is not None:
+            _write_hook("written")
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -65,10 +83,32 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated, foreign or unsafe file
-        raise ValueError(f"cannot load checkpoint {path!r} with torch.load(weights_only=True): {exc}") from exc
+        raise CheckpointError(f"cannot read checkpoint {path!r}: {describe_load_error(exc)}") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        raise ValueError(f"{path!r} is not a tdsclip checkpoint (expected a dict with 'model' and 'config')")
+        raise CheckpointError(f"{path!r} is not a tdsclip checkpoint (expected a dict with 'model' and 'config')")
     return state
+
+
+def describe_load_error(exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in one line, without torch's advice to load with
+    ``weights_only=False`` (which would run whatever code the file's pickle names: never do that)."""
+    msg = str(exc)
+    m = re.search(r"Unsupported global: GLOBAL (\S+)", msg)
+    if m:
+        return (f"it holds pickled Python objects ({m.group(1)}), which tdsclip never loads (loading them "
+                "could run code); only files of tensors and plain containers are accepted")
+    if "Weights only load failed" in msg:
+        return "not a torch.save file of tensors (unreadable or corrupt data)"
+    if isinstance(exc, EOFError) or not msg.strip():
+        return "the file is empty or truncated"
+    if "central directory" in msg or "zip archive" in msg:
+        return "the file is truncated or corrupt (not a complete torch.save archive)"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, OSError):  # e.g. EINVAL from a seek past the end of a cut-off file
+        return f"the file is truncated or corrupt ({exc.strerror or exc})"
+    first = msg.strip().splitlines()[0]
+    return re.split(r"weights_only", first, maxsplit=1)[0].rstrip(" .,(`") or type(exc).__name__
 
 
 def list_checkpoints(directory: str) -> list[tuple[int, str]]:
@@ -86,10 +126,48 @@ def find_latest(directory: str) -> str | None:
     for _, path in reversed(list_checkpoints(directory)):
         try:
             load_checkpoint(path)
-        except (ValueError, FileNotFoundError):
+        except (ValueError, OSError):
             continue  # cannot happen with atomic writes, but a hand-copied file might be broken
         return path
     return None
+
+
+def latest_readable(directory: str, what: str) -> str | None:
+    """The newest checkpoint of ``directory`` that loads; None when there are no checkpoints.
+
+    Unreadable newer ones are skipped with a ``ResumeFallbackWarning`` naming them; when checkpoints
+    exist but none loads, a ``CheckpointError`` names them (never "no checkpoint": a run that has
+    one must not restart from scratch, nor be reported as having none). ``what`` starts the messages
+    (e.g. "--resume auto").
+    """
+    unreadable = []
+    for _, path in reversed(list_checkpoints(directory)):
+        try:
+            load_checkpoint(path)
+        except (ValueError, OSError) as exc:
+            unreadable.append(str(exc))
+            continue
+        if unreadable:
+            warnings.warn(f"{what}: skipping {len(unreadable)} unreadable newer checkpoint(s) ("
+                          + "; ".join(unreadable) + f"); using the older {path}", ResumeFallbackWarning, stacklevel=2)
+        return path
+    if unreadable:
+        raise CheckpointError(f"{what}: no readable checkpoint in {directory!r}: " + "; ".join(unreadable)
+                              + ". Move the file(s) away to start afresh, or resume from a good copy with --resume PATH")
+    return None
+
+
+def remove_stale_temp_files(directory: str) -> list[str]:
+    """Deletes ``.tmp_*.pt`` files a killed checkpoint write left behind (call only while holding the
+    run directory's lock: another run's write in progress looks the same)."""
+    removed = []
+    for path in glob.glob(os.path.join(directory, TMP_PATTERN)):
+        try:
+            os.unlink(path)
+            removed.append(path)
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 def prune_checkpoints(directory: str, keep: int, protect: tuple[str, ...] = ()) -> None:
@@ -110,9 +188,9 @@ def resolve_resume(resume: str | None, output_dir: str) -> str | None:
     if not resume:
         return None
     if resume == "auto":
-        return find_latest(output_dir)
+        return latest_readable(output_dir, "--resume auto")
     if os.path.isdir(resume):
-        latest = find_latest(resume)
+        latest = latest_readable(resume, f"--resume {resume}")
         if latest is None:
             raise FileNotFoundError(f"--resume {resume!r}: no checkpoint_step*.pt in that directory")
         return latest

@@ -3,20 +3,21 @@
 A run is described by one YAML file (shipped ones live in ``tdsclip/configs/``; ``--config demo``
 names ``tdsclip/configs/demo.yaml``, anything with a ``/`` or ``.yaml`` is a path) with optional
 ``base: <other config>`` inheritance, then ``key=value`` overrides from the command line.
-Sections other than ``model`` are typed dataclasses below: an unknown key or a value of the
-wrong type is an error naming the key. The ``model`` section is handed to
-``tdsclip.config.TDSCLIPConfig`` (which validates it).
+Sections other than ``model`` are typed dataclasses below; the ``model`` section is the config
+dataclass of the architecture that ``model.arch`` names (``tdsclip.archs``: ``TDSCLIPConfig`` by
+default). Every section follows the same rules for values, unknown keys and YAML errors
+(``tdsclip.config_rules``): an unknown key or a value that does not fit is an error naming the key.
 """
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
-import types
 import typing
 from dataclasses import dataclass, field
 
 import yaml
+
+from tdsclip.config_rules import check_known, coerce_fields, load_yaml
 
 from .overrides import apply_overrides, deep_merge
 
@@ -61,6 +62,8 @@ class RuntimeConfig:
     output: str = "runs/default"
     resume: typing.Optional[str] = None   # a checkpoint path, a run directory, or "auto"
     on_nan: str = "stop"              # stop | skip: what a non-finite loss does
+    max_skipped_steps: int = 10       # on_nan skip: this many updates skipped in a row stop the run (exit 3); 0: no limit
+    on_bad_video: str = "skip"        # skip (warn, count, go on) | raise (stop, exit 2): undecodable or truncated videos
     log_every: int = 10               # optimiser steps between per-step metric records
     val_every: int = 1                # epochs between validations (0: only at the end)
     keep_checkpoints: int = 2         # newest checkpoints kept in the output dir (0: all)
@@ -84,17 +87,15 @@ class EvalConfig:
 @dataclass
 class TrainConfig:
     name: str = "custom"
-    model: dict = field(default_factory=dict)
+    model: typing.Any = field(default_factory=lambda: _model_config({}))  # the arch's config dataclass
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def model_config(self):
-        """The model config object of ``model.arch`` (``tdsclip.archs``)."""
-        from tdsclip.archs import model_config_from_dict
-
-        return model_config_from_dict(self.model)
+        """The model config object of ``model.arch`` (``tdsclip.archs``): ``self.model``."""
+        return self.model
 
     def to_dict(self) -> dict:
         """Plain nested dict (what checkpoints store and ``config.yaml`` holds)."""
@@ -107,6 +108,7 @@ class TrainConfig:
 CHOICES = {
     ("runtime", "amp"): ("bf16", "fp16", "off"),
     ("runtime", "on_nan"): ("stop", "skip"),
+    ("runtime", "on_bad_video"): ("skip", "raise"),
     ("runtime", "save_frozen"): ("auto", "yes", "no"),
     ("eval", "views"): ("single", "multi"),
     ("data", "decoder"): ("auto", "dali", "pyav"),
@@ -120,88 +122,35 @@ POSITIVE = {("data", "batch_size"), ("data", "repeated_aug"), ("optim", "epochs"
 # ---------------------------------------------------------------------------------------------
 # dict -> typed dataclass, with errors that name the key
 
-def _coerce(value, tp, where: str):
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        return _coerce(value, args[0], where)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "false", "no", "off"):
-            return value.lower() in ("true", "yes", "on")
-        raise TypeError(f"{where}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-            raise TypeError(f"{where}: expected an integer, got {value!r}")
-        return int(value)
-    if tp is float:
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if value is None:
-            return ""
-        if isinstance(value, bool):  # YAML 1.1 reads a bare off/on as a boolean (amp: off)
-            return "on" if value else "off"
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise TypeError(f"{where}: expected a string, got {value!r}")
-        return str(value)
-    if tp in (list, dict):
-        if not isinstance(value, tp):
-            raise TypeError(f"{where}: expected a {tp.__name__}, got {value!r}")
-        return value
-    return value
+def _model_config(values: dict):
+    from tdsclip.archs import model_config_from_dict  # validates the section of its arch; errors name the key
 
-
-def _unknown(key: str, known, where: str) -> ValueError:
-    close = difflib.get_close_matches(key, list(known), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return ValueError(f"unknown config key {where}{key!r}{hint}; known keys: {', '.join(sorted(known))}")
+    return model_config_from_dict(values)
 
 
 def _build_section(cls, values: dict, section: str):
-    if values is None:
-        values = {}
-    if not isinstance(values, dict):
-        raise TypeError(f"config section {section!r} must be a mapping, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in values.items():
-        if key not in names:
-            raise _unknown(key, names, f"{section}.")
-        kwargs[key] = _coerce(value, hints[key], f"{section}.{key}")
+    kwargs = coerce_fields(cls, values, section)
+    for key, value in kwargs.items():
         choices = CHOICES.get((section, key))
-        if choices and kwargs[key] not in choices:
-            raise ValueError(f"{section}.{key} must be one of {choices}, got {kwargs[key]!r}")
-        if (section, key) in POSITIVE and kwargs[key] <= 0:
-            raise ValueError(f"{section}.{key} must be positive, got {kwargs[key]!r}")
+        if choices and value not in choices:
+            raise ValueError(f"{section}.{key} must be one of {', '.join(choices)}, got {value!r}")
+        if (section, key) in POSITIVE and value <= 0:
+            raise ValueError(f"{section}.{key} must be positive, got {value!r}")
     return cls(**kwargs)
 
 
 def from_dict(raw: dict) -> TrainConfig:
     raw = dict(raw)
     raw.pop("base", None)
-    top = {f.name for f in dataclasses.fields(TrainConfig)}
     for key in raw:
-        if key not in top:
-            raise _unknown(key, top, "")
+        check_known(key, [f.name for f in dataclasses.fields(TrainConfig)])
     model = raw.get("model") or {}
     if not isinstance(model, dict):
-        raise TypeError(f"config section 'model' must be a mapping, got {model!r}")
-    from tdsclip.archs import model_config_from_dict  # validates the model section of its arch; errors name the key
+        raise ValueError(f"config section 'model' must be a mapping of keys, got {type(model).__name__}")
 
     cfg = TrainConfig(
         name=str(raw.get("name", "custom")),
-        model=model_config_from_dict(model).to_dict(),
+        model=_model_config(model),
         data=_build_section(DataConfig, raw.get("data"), "data"),
         optim=_build_section(OptimConfig, raw.get("optim"), "optim"),
         runtime=_build_section(RuntimeConfig, raw.get("runtime"), "runtime"),
@@ -248,21 +197,22 @@ def load_raw(name: str, _seen: tuple = ()) -> dict:
     path = config_path(name)
     if os.path.abspath(path) in _seen:
         raise ValueError(f"config {name!r}: 'base' inheritance loops ({' -> '.join(_seen)})")
-    with open(path, encoding="utf-8") as f:
-        raw = yaml.safe_load(f) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"config {path!r} must hold a mapping at the top level")
+    raw = load_yaml(path)
     own_name = raw.get("name") or os.path.splitext(os.path.basename(path))[0]
     base = raw.pop("base", None)
     if base:
         base_raw = load_raw(base, _seen + (os.path.abspath(path),))
-        # a model section that names another architecture replaces the base's (its fields would not apply)
-        arch = (raw.get("model") or {}).get("arch")
-        if arch is not None and arch != (base_raw.get("model") or {}).get("arch", "tdsclip"):
+        own_arch = (raw.get("model") or {}).get("arch") if isinstance(raw.get("model"), dict) else None
+        if own_arch is not None and own_arch != _arch_of(base_raw):  # another arch's model keys do not apply
             base_raw.pop("model", None)
         raw = deep_merge(base_raw, raw)
     raw["name"] = own_name
     return raw
+
+
+def _arch_of(raw: dict) -> str:
+    model = raw.get("model")
+    return model.get("arch", "tdsclip") if isinstance(model, dict) else "tdsclip"
 
 
 def load_config(name: str, overrides: list[str] | None = None) -> TrainConfig:

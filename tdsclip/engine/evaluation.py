@@ -1,6 +1,6 @@
 """Evaluation arithmetic: multi-view score averaging, top-k, per-class accuracy, confusion matrix.
 
-The published test protocol (SPEC §6) scores each video on several views (3 spatial crops × K
+The published test protocol (docs/model.md §6) scores each video on several views (3 spatial crops × K
 temporal clips), averages the *softmax* probabilities over the views, and ranks the average.
 These functions hold only that arithmetic (no model, no data), so tests can check them on
 hand-made numbers.

@@ -1,40 +1,11 @@
 """``key=value`` command-line overrides for nested config dicts.
 
-``model.side_dim=512`` sets ``cfg["model"]["side_dim"]``; values are parsed as YAML
-(``true``, ``null``, ``[0.9, 0.999]``, ``8``), plus floats written without a dot (``1e-4``),
-which YAML 1.1 would otherwise read as strings.
+``model.side_dim=512`` sets ``cfg["model"]["side_dim"]``; the value is read by the rules of
+``tdsclip.config_rules.parse_value`` (the same for every section).
 """
 from __future__ import annotations
 
-import re
-
-import yaml
-
-_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-
-
-_WORDS = {"on", "off", "yes", "no", "y", "n"}  # YAML 1.1 booleans that are meant as words here (amp=off)
-
-
-def parse_value(text: str):
-    if _FLOAT.match(text.strip()) and not re.match(r"^[+-]?\d+$", text.strip()):
-        return float(text)
-    if text.strip().lower() in _WORDS:
-        return text.strip()
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def split_override(item: str) -> tuple[list[str], object]:
-    if "=" not in item:
-        raise ValueError(f"override {item!r} is not of the form key=value (e.g. model.side_dim=512)")
-    key, value = item.split("=", 1)
-    key = key.strip()
-    if not key or any(not part for part in key.split(".")):
-        raise ValueError(f"override {item!r} has an empty key")
-    return key.split("."), parse_value(value)
+from tdsclip.config_rules import split_override
 
 
 def apply_overrides(cfg: dict, items: list[str]) -> dict:

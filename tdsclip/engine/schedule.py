@@ -1,6 +1,6 @@
 """Learning-rate schedule: linear warm-up then cosine to a floor, stepped per optimiser update.
 
-The published recipe (SPEC §6) is 4 warm-up epochs then cosine to 0 over the rest of training.
+The published recipe (docs/model.md §6) is 4 warm-up epochs then cosine to 0 over the rest of training.
 It is expressed in optimiser updates (iterations), not epochs, so that the learning rate moves
 smoothly inside an epoch and a run resumed mid-epoch lands on exactly the same values.
 """

@@ -16,6 +16,7 @@ class StopRequest:
         self.signum: int | None = None   # the signal received, if the stop came from one
         self.requested = False
         self._previous = {}
+        self._depth = 0
 
     def request(self, signum: int | None = None) -> None:
         """Asks for a stop at the next step boundary (``runtime.max_steps`` uses it without a signal)."""
@@ -29,13 +30,20 @@ class StopRequest:
         self.request(signum)
 
     def install(self) -> "StopRequest":
+        # Nested installs (the command around the training, the training itself) keep the outer one:
+        # a signal arriving after training ended, while the command still reports or evaluates, is
+        # still recorded and turns into exit 128 + signal instead of killing the process silently.
+        self._depth += 1
         # Signal handlers can only be installed from the main thread (not, e.g., inside a test runner thread).
-        if threading.current_thread() is threading.main_thread():
+        if self._depth == 1 and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._previous[sig] = signal.signal(sig, self._handler)
         return self
 
     def uninstall(self) -> None:
+        self._depth = max(self._depth - 1, 0)
+        if self._depth:
+            return
         for sig, prev in self._previous.items():
             signal.signal(sig, prev)
         self._previous.clear()

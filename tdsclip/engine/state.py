@@ -37,3 +37,25 @@ def load_model_state(model: nn.Module, state: dict) -> None:
     if missing or result.unexpected_keys:
         raise ValueError("checkpoint does not match the model built from its config: "
                          f"missing {sorted(missing)[:8]}, unexpected {sorted(result.unexpected_keys)[:8]}")
+
+
+# model fields that change how the model runs, not which weights it has
+RUNTIME_FIELDS = frozenset({"fused_ops", "grad_checkpoint", "pretrained", "drop_path", "head_dropout"})
+
+
+def load_checkpoint_model_state(model: nn.Module, state: dict, model_cfg: dict, path: str) -> None:
+    """``load_model_state`` of a checkpoint's weights into a model built from ``model_cfg``; when they
+    do not fit, a ValueError that names the model fields in which ``model_cfg`` differs from the
+    config the checkpoint was trained with (rather than torch's list of tensor shapes)."""
+    try:
+        load_model_state(model, state["model"])
+    except (ValueError, RuntimeError) as exc:
+        saved = (state.get("config") or {}).get("model") or {}
+        diffs = [f"model.{k}: checkpoint {saved.get(k)!r}, now {model_cfg.get(k)!r}"
+                 for k in sorted(set(saved) | set(model_cfg))
+                 if k not in RUNTIME_FIELDS and saved.get(k) != model_cfg.get(k)]
+        if not diffs:
+            raise ValueError(f"checkpoint {path!r} does not fit the model built from its own config: "
+                             f"{str(exc).splitlines()[0]}") from None
+        raise ValueError(f"checkpoint {path!r} was trained with another model config ({'; '.join(diffs)}): "
+                         "drop those overrides, or use the checkpoint's config") from None

@@ -30,7 +30,7 @@ from .progress import Progress
 from .rng import get_rng_state, set_rng_state
 from .schedule import WarmupCosineSchedule
 from .signals import StopRequest
-from .state import include_frozen, load_model_state, model_state
+from .state import include_frozen, load_checkpoint_model_state, model_state
 
 
 class _guarded:
@@ -138,7 +138,7 @@ class Trainer:
             self.ddp = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         else:
             self.ddp = self.model
-        self.with_frozen = include_frozen(cfg.runtime.save_frozen, cfg.model)
+        self.with_frozen = include_frozen(cfg.runtime.save_frozen, cfg.model.to_dict())
         # position
         self.epoch = 0            # the epoch in progress (0-based)
         self.step_in_epoch = 0    # updates done in it
@@ -147,6 +147,7 @@ class Trainer:
         self.last_checkpoint: str | None = None
         self.last_val: dict | None = None
         self.skipped = 0
+        self.skipped_in_a_row = 0  # --on-nan skip: updates skipped since the last good one
         self.metrics = MetricsLog(os.path.join(self.out, "metrics.jsonl") if info.is_main else None)
 
     # ----------------------------------------------------------------------------- checkpoints
@@ -164,6 +165,7 @@ class Trainer:
             "global_step": self.global_step,
             "epoch_stats": list(self.epoch_stats),
             "skipped_steps": self.skipped,
+            "skipped_in_a_row": self.skipped_in_a_row,
             "world_size": self.info.world_size,
             "config": self.cfg.to_dict(),
             "class_names": list(getattr(self.data, "class_names", []) or []),
@@ -183,7 +185,7 @@ class Trainer:
 
     def load(self, path: str) -> None:
         state = ckpt.load_checkpoint(path, map_location="cpu")
-        load_model_state(self.model, state["model"])
+        load_checkpoint_model_state(self.model, state, self.cfg.model.to_dict(), path)
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         if state.get("scaler"):
@@ -193,6 +195,7 @@ class Trainer:
         self.global_step = int(state["global_step"])
         self.epoch_stats = [float(v) for v in state.get("epoch_stats", [0.0, 0.0, 0.0])]
         self.skipped = int(state.get("skipped_steps", 0))
+        self.skipped_in_a_row = int(state.get("skipped_in_a_row", 0))
         self.last_val = dict(state.get("val") or {}) or None
         rng = state.get("rng") or []
         if len(rng) == self.info.world_size:
@@ -291,6 +294,19 @@ class Trainer:
                         self.scaler.update()
                     else:
                         self.skipped += 1
+                        self.skipped_in_a_row += 1
+                        limit = cfg.runtime.max_skipped_steps
+                        if limit and self.skipped_in_a_row >= limit:
+                            self.metrics.write("event", self.global_step, event="nonfinite_limit",
+                                               skipped_in_a_row=self.skipped_in_a_row)
+                            raise NonFiniteLossError(
+                                f"{self.skipped_in_a_row} optimiser updates in a row had a non-finite loss and were "
+                                f"skipped (--on-nan skip stops at runtime.max_skipped_steps={limit}); last at step "
+                                f"{self.global_step + 1} (epoch {self.epoch + 1}/{cfg.optim.epochs}). Last good "
+                                f"checkpoint: {self.last_checkpoint or 'none yet (no epoch finished)'}. Lower the lr, "
+                                "try --amp bf16 or off, or check the data")
+                    if not group_bad:
+                        self.skipped_in_a_row = 0
                     lr = self.schedule.get_last_lr()[0]
                     self.optimizer.zero_grad(set_to_none=True)
                     self.schedule.step()
@@ -327,6 +343,11 @@ class Trainer:
                 if stop_now:
                     status = "stopped"
                     self._stop(progress)
+            if status == "done" and self.stop.signum is not None:
+                # the signal came after the last step's check (during the final validation or checkpoint):
+                # the final checkpoint is written, so report the stop as for any other signal
+                status = "stopped"
+                self._stop(progress)
         finally:
             progress.close()
         if info.is_main and cfg.runtime.plots and os.path.exists(os.path.join(self.out, "metrics.jsonl")):
@@ -352,6 +373,17 @@ class Trainer:
         progress.write(f"train: {why}: wrote {self.last_checkpoint} at step {self.global_step}; "
                        "continue with --resume auto")
 
+    def _keep_best(self) -> None:
+        """``<output>/best/``: the model with the best validation top-1 so far, as a model directory
+        (config.json + model.safetensors, tdsclip.hub) that eval, predict and from_pretrained load."""
+        from tdsclip.hub import can_save, keep_if_best
+
+        if can_save(self.model) and keep_if_best(self.model, os.path.join(self.out, "best"), self.last_val["top1"],
+                        class_names=list(getattr(self.data, "class_names", []) or []),
+                        train_config=self.cfg.to_dict(), epoch=self.epoch + 1, global_step=self.global_step):
+            self.metrics.write("event", self.global_step, event="best", top1=self.last_val["top1"],
+                               path=os.path.join(self.out, "best"))
+
     def _end_epoch(self, progress: Progress) -> None:
         cfg = self.cfg
         loss_sum, hits, clips = self.epoch_stats
@@ -365,6 +397,8 @@ class Trainer:
             if self.last_val["num"]:
                 self.metrics.write("val", self.global_step, epoch=self.epoch + 1, **self.last_val)
                 record.update({f"val_{k}": v for k, v in self.last_val.items()})
+        if self.info.is_main and "val_top1" in record:
+            self._keep_best()
         self.metrics.write("epoch", self.global_step, **record)
         progress.write("train: epoch {epoch}: loss {train_loss:.4f} top-1 {train_top1:.1f}%".format(**record)
                        + (f", val top-1 {self.last_val['top1']:.1f}% top-5 {self.last_val['top5']:.1f}% "

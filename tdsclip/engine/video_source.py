@@ -40,11 +40,12 @@ def build_split(cfg: TrainConfig, split: str, list_file: str = ""):
                          "directory (see README, 'Training on real data')")
     list_file = list_file or {"train": cfg.data.train_list, "val": cfg.data.val_list}.get(split, "")
     return build_dataset(_format(cfg), split, cfg.data.root, labels_file=cfg.data.labels or None,
-                         list_file=list_file or None, **cfg.data.extra.get("dataset", {}))
+                         list_file=list_file or None,
+                         **{"on_error": cfg.runtime.on_bad_video, **cfg.data.extra.get("dataset", {})})
 
 
 def _check_classes(cfg: TrainConfig, dataset, split: str) -> None:
-    n_model = cfg.model["num_classes"]
+    n_model = cfg.model.num_classes
     if dataset.classes is not None and len(dataset.classes) != n_model:
         raise ValueError(f"model.num_classes={n_model} but the {split} set of {cfg.data.root!r} has "
                          f"{len(dataset.classes)} classes: set model.num_classes={len(dataset.classes)}")
@@ -62,7 +63,25 @@ def make_loader(cfg: TrainConfig, info: DistInfo, dataset, split: str, batch_vid
                            image_size=mcfg.resolved_image_size, aug=aug if split == "train" else None,
                            backend=cfg.data.decoder, device=info.device, rank=info.rank,
                            world_size=info.world_size, seed=cfg.runtime.seed, num_workers=cfg.data.num_workers,
-                           **{**cfg.data.extra.get("loader", {}), **kw})
+                           **{"on_error": cfg.runtime.on_bad_video, **cfg.data.extra.get("loader", {}), **kw})
+
+
+def check_some_readable(dataset, what: str) -> None:
+    """Raises ValueError when no video of ``dataset`` can be used (probed until the first good one):
+    a validation set that is all bad must stop a run before training, not after it."""
+    from tdsclip.data.clips import MetaCache
+    from tdsclip.data.video_io import VideoError
+
+    cache, reasons = MetaCache(dataset), []
+    for i in range(len(dataset)):
+        try:
+            cache.get(i)
+            return
+        except VideoError as exc:
+            reasons.append(str(exc))
+    shown = "; ".join(reasons[:3]) + (f"; and {len(reasons) - 3} more" if len(reasons) > 3 else "")
+    raise ValueError(f"none of the {len(dataset)} videos of the {what} can be used ({shown}): fix or replace "
+                     "them, or point data.val_list at another list")
 
 
 class VideoSource:
@@ -87,9 +106,10 @@ class VideoSource:
             self.val_set = None  # no validation split: training runs without validation
         if self.val_set is not None:
             _check_classes(cfg, self.val_set, "val")
+            check_some_readable(self.val_set, f"validation set of {cfg.data.root!r}")
             if not with_train:
                 self.class_names = list(self.val_set.classes) if self.val_set.classes else []
-        self.num_classes = cfg.model["num_classes"]
+        self.num_classes = cfg.model.num_classes
         if not self.class_names:
             self.class_names = [str(i) for i in range(self.num_classes)]
         self._val_loader = None

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
-from ..config import TDSCLIPConfig, _check_int, _check_number, _check_type, _choice, validate_frozen_clip
+from ..config import TDSCLIPConfig, _check_int, _check_number, _check_type, _choice, validate_frozen_tower
 
 ADAPTER_POSITIONS = ("pre_attn", "pre_mlp")
 # "tiny": the random test tower's text side (a 3-layer, width-64 open_clip text transformer) and the
@@ -69,7 +69,7 @@ class M2CLIPConfig:
     def validate(self) -> None:
         if self.arch != "m2clip":
             raise ValueError(f"arch: M2CLIPConfig is the config of arch 'm2clip', got {self.arch!r}")
-        validate_frozen_clip(self)
+        validate_frozen_tower(self)
         for name in ("num_frames", "num_classes", "adapter_width", "text_adapter_width"):
             _check_int(getattr(self, name), name)
             if getattr(self, name) < 1:

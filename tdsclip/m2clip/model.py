@@ -152,7 +152,8 @@ class M2CLIP(nn.Module):
         return self
 
 
-def build(config: M2CLIPConfig) -> M2CLIP:
-    if not isinstance(config, M2CLIPConfig):
-        raise TypeError(f"tdsclip.m2clip.build: expected an M2CLIPConfig, got {type(config).__name__}")
-    return M2CLIP(config)
+def build(config: M2CLIPConfig | dict) -> M2CLIP:
+    """The M2-CLIP model for ``config`` (an :class:`M2CLIPConfig` or a dict of its fields)."""
+    from ..archs import build_checked
+
+    return build_checked(config, M2CLIPConfig, M2CLIP, "m2clip.build: expected an M2CLIPConfig")

@@ -14,38 +14,40 @@ import types
 import torch
 from torch import nn
 
-from ..model.backbone import DTYPES, _resolve_pretrained, read_state_dict, vision_cfg_for
+from ..config import TINY_VISION_CFG
+from ..model.backbone import DTYPES, _resolve_pretrained, default_quick_gelu, read_state_dict
 from .config import TINY_EMBED_DIM, TINY_TEXT_CFG, M2CLIPConfig
 
 # entries of OpenAI's TorchScript state_dict that are not weights
 _NON_WEIGHTS = ("input_resolution", "context_length", "vocab_size")
 
 
-def _clip_cfg(config: M2CLIPConfig) -> tuple[int, dict, dict, bool]:
-    """(embed_dim, vision_cfg, text_cfg, model-config QuickGELU flag)."""
-    vision_cfg, model_quick_gelu = vision_cfg_for(config)
+def _clip_cfg(config: M2CLIPConfig) -> tuple[int, dict, dict]:
+    """(embed_dim, vision_cfg at the configured image size, text_cfg) of the backbone's open_clip model."""
     if config.backbone == "tiny":
-        return TINY_EMBED_DIM, vision_cfg, dict(TINY_TEXT_CFG), model_quick_gelu
+        vision_cfg = dict(TINY_VISION_CFG, image_size=config.resolved_image_size)
+        return TINY_EMBED_DIM, vision_cfg, dict(TINY_TEXT_CFG)
     import open_clip
 
     model_cfg = open_clip.get_model_config(config.backbone)
+    if model_cfg is None:
+        raise ValueError(f"backbone {config.backbone!r} is not an open_clip model name")
     text_cfg = copy.deepcopy(model_cfg.get("text_cfg") or {})
     if text_cfg.get("hf_model_name"):
         raise ValueError(f"backbone {config.backbone!r} has a Hugging Face text tower; M2-CLIP needs open_clip's "
                          "own text transformer (e.g. ViT-B-16, ViT-L-14)")
-    return int(model_cfg["embed_dim"]), vision_cfg, text_cfg, model_quick_gelu
+    vision_cfg = dict(copy.deepcopy(model_cfg["vision_cfg"]), image_size=config.resolved_image_size)
+    return int(model_cfg["embed_dim"]), vision_cfg, text_cfg
 
 
 def build_clip(config: M2CLIPConfig) -> tuple[nn.Module, tuple, tuple]:
     """(frozen open_clip CLIP with its weights, pixel mean, pixel std)."""
     from open_clip.model import CLIP
 
-    embed_dim, vision_cfg, text_cfg, model_quick_gelu = _clip_cfg(config)
-    checkpoint, mean, std, tag_quick_gelu = _resolve_pretrained(config)
-    quick_gelu = config.quick_gelu
-    if quick_gelu is None:
-        quick_gelu = model_quick_gelu or tag_quick_gelu
-    clip = CLIP(embed_dim, vision_cfg, text_cfg, quick_gelu=quick_gelu)
+    embed_dim, vision_cfg, text_cfg = _clip_cfg(config)
+    checkpoint, mean, std, _ = _resolve_pretrained(config)
+    # QuickGELU as TDS-CLIP's frozen tower decides it (the config's flag, the tag's, OpenAI architectures)
+    clip = CLIP(embed_dim, vision_cfg, text_cfg, quick_gelu=default_quick_gelu(config))
     if int(clip.transformer.width) != embed_dim:
         raise ValueError(f"backbone {config.backbone!r}: text width {clip.transformer.width} != embedding width "
                          f"{embed_dim}; the CMLM cross-attention needs them equal")

@@ -1,6 +1,6 @@
-"""The TDS-CLIP model (SPEC §1–3): a frozen open_clip ViT, the trainable side network, the head.
+"""The TDS-CLIP model (docs/model.md §1–3): a frozen open_clip ViT, the trainable side network, the head.
 
-* :func:`build_model` / :class:`TDSCLIP` — the model;
+* :func:`build_tdsclip` / :class:`TDSCLIP` — the model (``tdsclip.build_model`` builds any architecture);
 * :mod:`.backbone` — the frozen spatial encoder (:class:`FrozenViT`) and weight loading;
 * :mod:`.side_network` — stems, side connections, side blocks;
 * :mod:`.head` — BN + mean pooling + classifier;
@@ -9,8 +9,8 @@
 """
 from .backbone import FrozenViT, build_backbone
 from .head import ClassifierHead
-from .network import TDSCLIP, build_model
+from .network import TDSCLIP, build_tdsclip
 from .side_network import SideBlock, SideConnection, SideNetwork
 
-__all__ = ["TDSCLIP", "build_model", "FrozenViT", "build_backbone", "SideNetwork", "SideBlock", "SideConnection",
+__all__ = ["TDSCLIP", "build_tdsclip", "FrozenViT", "build_backbone", "SideNetwork", "SideBlock", "SideConnection",
            "ClassifierHead"]

@@ -1,4 +1,4 @@
-"""The frozen spatial encoder (SPEC §2): an open_clip VisionTransformer whose per-block outputs
+"""The frozen spatial encoder (docs/model.md §2): an open_clip VisionTransformer whose per-block outputs
 feed the side network.
 
 ``FrozenViT`` keeps the patch embedding, class / position embeddings, ``ln_pre`` and the L blocks
@@ -9,13 +9,16 @@ under ``torch.no_grad()``: no backbone activation is ever saved for backward.
 Weights (``config.pretrained``): an open_clip tag (``"openai"``: fetched through open_clip's cache /
 the Hugging Face hub), or a local file: an open_clip / OpenAI checkpoint (full CLIP or vision tower
 only, ``state_dict`` nesting and ``module.`` prefixes allowed, safetensors too) or OpenAI's
-TorchScript archive. OpenAI weights were trained with QuickGELU; ``quick_gelu=None`` follows the
-tag (or detects the OpenAI archive); set ``quick_gelu: true`` for OpenAI weights saved as a plain
-state_dict.
+TorchScript archive; or an ``hf-hub:org/repo`` backbone name (open_clip loads config and weights).
+The tower is built by ``open_clip.create_model`` (public API). OpenAI weights were trained with
+QuickGELU and the published TDS-CLIP code always uses it: ``quick_gelu=None`` means QuickGELU for
+OpenAI-architecture backbones (ViT-B-16, ViT-L-14) with random init or a local file, the tag's flag for an
+open_clip tag; set ``quick_gelu: false`` for a local non-OpenAI (e.g. LAION) checkpoint.
 """
 from __future__ import annotations
 
-import copy
+import contextlib
+import logging
 import os
 import types
 import zipfile
@@ -107,39 +110,114 @@ class FrozenViT(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # construction
 
-def vision_cfg_for(config: TDSCLIPConfig) -> tuple[dict, bool]:
-    """(open_clip vision_cfg dict at the configured image size, model-config QuickGELU flag)."""
-    if config.backbone == "tiny":
-        cfg, model_quick_gelu = dict(TINY_VISION_CFG), False
-    else:
+# Backbones with OpenAI CLIP's architecture: the published TDS-CLIP code always runs their blocks with
+# QuickGELU (docs/model.md §7), so do we unless an open_clip tag says otherwise or quick_gelu is set.
+OPENAI_ARCHS = ("ViT-B-16", "ViT-L-14", "ViT-B-32", "ViT-L-14-336")
+TINY_OPEN_CLIP_NAME = "tdsclip-tiny"
+# The text tower open_clip builds beside the vision tower is never used: a minimal one (a few
+# thousand parameters instead of 63 M / 123 M) is passed as create_model's text_cfg override.
+_STUB_TEXT_CFG = dict(context_length=2, vocab_size=2, width=64, heads=1, layers=1)
+_TINY_REGISTERED = False
+
+
+def open_clip_name(backbone: str) -> str:
+    """The open_clip model name of a ``backbone`` field: ``tiny`` is registered (once, through
+    ``open_clip.add_model_config``) as ``tdsclip-tiny``; other names (``ViT-B-16``, ``hf-hub:org/repo``)
+    are open_clip's own."""
+    global _TINY_REGISTERED
+    if backbone != "tiny":
+        return backbone
+    if not _TINY_REGISTERED:
+        import json
+        import tempfile
+
         import open_clip
 
-        model_cfg = open_clip.get_model_config(config.backbone)
-        if model_cfg is None:
-            raise ValueError(f"backbone {config.backbone!r} is not an open_clip model name")
-        cfg, model_quick_gelu = copy.deepcopy(model_cfg["vision_cfg"]), bool(model_cfg.get("quick_gelu", False))
-    cfg["image_size"] = config.resolved_image_size
-    return cfg, model_quick_gelu
+        folder = tempfile.mkdtemp(prefix="tdsclip_open_clip_")
+        path = os.path.join(folder, TINY_OPEN_CLIP_NAME + ".json")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({"embed_dim": 64, "vision_cfg": dict(TINY_VISION_CFG), "text_cfg": _STUB_TEXT_CFG}, f)
+        open_clip.add_model_config(path)
+        _TINY_REGISTERED = True
+    return TINY_OPEN_CLIP_NAME
+
+
+def default_quick_gelu(config: TDSCLIPConfig) -> bool:
+    """QuickGELU unless told: ``config.quick_gelu`` if set; else the open_clip tag's flag for a tag;
+    else True for OpenAI-architecture backbones (random init or a local file: the published code's
+    blocks) and for OpenAI TorchScript archives, and the open_clip model config's flag otherwise."""
+    if config.quick_gelu is not None:
+        return config.quick_gelu
+    pretrained = config.pretrained
+    if pretrained is not None and os.path.isfile(pretrained) and _is_torchscript(pretrained):
+        return True
+    if config.backbone.startswith("hf-hub:"):
+        return False  # the hub config's own quick_gelu flag applies (open_clip reads it)
+    if pretrained is not None and not os.path.isfile(pretrained):
+        import open_clip
+
+        return bool((open_clip.get_pretrained_cfg(config.backbone, pretrained) or {}).get("quick_gelu", False))
+    if config.backbone in OPENAI_ARCHS:
+        return True
+    if config.backbone == "tiny":
+        return False
+    import open_clip
+
+    return bool((open_clip.get_model_config(config.backbone) or {}).get("quick_gelu", False))
 
 
 def build_backbone(config: TDSCLIPConfig) -> FrozenViT:
     """The frozen tower for ``config`` with its weights (random when ``pretrained`` is None), cast to
-    ``backbone_dtype``. Works under ``with torch.device("meta")`` for random weights."""
-    from open_clip.model import _build_vision_tower  # open_clip's own vision-tower builder
+    ``backbone_dtype``. Built through open_clip's public ``create_model`` (``hf-hub:`` names load their
+    config and weights from the hub there); weights of a tag or a local file are loaded by
+    :func:`load_visual_weights`. Works under ``with torch.device("meta")`` for random weights."""
+    import open_clip
 
-    vision_cfg, model_quick_gelu = vision_cfg_for(config)
-    checkpoint, mean, std, tag_quick_gelu = _resolve_pretrained(config)
-    quick_gelu = config.quick_gelu
-    if quick_gelu is None:
-        quick_gelu = model_quick_gelu or tag_quick_gelu
-    # embed_dim is the size of the unused projection, which FrozenViT drops.
-    visual = _build_vision_tower(embed_dim=64, vision_cfg=vision_cfg, quick_gelu=quick_gelu)
+    name = open_clip_name(config.backbone)
+    quick_gelu = default_quick_gelu(config)
+    kwargs = dict(force_image_size=config.resolved_image_size, force_quick_gelu=quick_gelu,
+                  device=torch.get_default_device())
+    hub = config.backbone.startswith("hf-hub:")
+    if hub:
+        checkpoint, mean, std = None, None, None
+        try:  # config and weights from the hub (the full CLIP: its strict load needs the real text tower)
+            clip = open_clip.create_model(name, **kwargs)
+        except Exception as exc:
+            raise RuntimeError(f"could not load backbone {config.backbone!r} through open_clip ({exc}); check the "
+                               "network (HF_HUB_OFFLINE unset) or the repository name") from exc
+    else:
+        checkpoint, mean, std, _ = _resolve_pretrained(config)
+        # quick_gelu=False overrides a "-quickgelu" model config when the user says so
+        with _without_random_init_warning():
+            clip = open_clip.create_model(name, load_weights=False, text_cfg=_STUB_TEXT_CFG, quick_gelu=quick_gelu,
+                                          **kwargs)
+    visual = clip.visual
     if not hasattr(visual, "transformer") or not hasattr(visual, "conv1"):
         raise ValueError(f"backbone {config.backbone!r} did not build a VisionTransformer")
+    if hub:
+        pre = getattr(visual, "preprocess_cfg", None) or {}
+        mean, std = tuple(pre.get("mean") or OPENAI_CLIP_MEAN), tuple(pre.get("std") or OPENAI_CLIP_STD)
     if checkpoint is not None:
         load_visual_weights(visual, checkpoint)
     vit = FrozenViT(visual, mean, std)
     return vit.to(DTYPES[config.backbone_dtype])
+
+
+class _DropRandomInitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No pretrained weights loaded")
+
+
+@contextlib.contextmanager
+def _without_random_init_warning():
+    """open_clip logs "No pretrained weights loaded ... initialized randomly" when it builds the architecture
+    only; here that is intended (the weights are loaded afterwards, or random init was asked for)."""
+    flt = _DropRandomInitWarning()
+    logging.getLogger().addFilter(flt)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(flt)
 
 
 def _resolve_pretrained(config: TDSCLIPConfig):

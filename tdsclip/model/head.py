@@ -1,4 +1,4 @@
-"""Classification head (SPEC §3): ``BatchNorm3d(d)`` over the final side tokens, mean over T·h·w,
+"""Classification head (docs/model.md §3): ``BatchNorm3d(d)`` over the final side tokens, mean over T·h·w,
 ``Linear(d → classes)``."""
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``TDSCLIP``: the whole model (SPEC §1–3) and ``build_model(config)``."""
+"""``TDSCLIP``: the whole model (docs/model.md §1–3) and ``build_tdsclip(config)``, the builder of the arch
+"tdsclip" in ``tdsclip.archs`` (users call ``tdsclip.build_model``, which builds any architecture)."""
 from __future__ import annotations
 
 import copy
@@ -7,16 +8,33 @@ import torch
 from torch import nn
 
 from ..config import TDSCLIPConfig
+from ..hub import PretrainedMixin
 from .backbone import FrozenViT, build_backbone
 from .head import ClassifierHead
 from .side_network import SideNetwork
 
 
-class TDSCLIP(nn.Module):
+def check_clips(clips: torch.Tensor, size: int, model: str) -> None:
+    """The model contract's input check (tdsclip.archs): ``(B, T, 5, 3, size, size)``, uint8 or float;
+    errors name ``model`` and what was wrong."""
+    if not isinstance(clips, torch.Tensor):
+        raise TypeError(f"{model}: clips must be a tensor, got {type(clips).__name__}")
+    if clips.dim() != 6 or clips.shape[2] != 5 or clips.shape[3] != 3:
+        raise ValueError(f"{model}: clips must be (B, T, 5, 3, H, W), got shape {tuple(clips.shape)}")
+    if clips.shape[0] < 1 or clips.shape[1] < 1:
+        raise ValueError(f"{model}: clips need B >= 1 and T >= 1, got shape {tuple(clips.shape)}")
+    if clips.shape[4] != size or clips.shape[5] != size:
+        raise ValueError(f"{model}: frames must be {size}x{size} (config image_size), got "
+                         f"{clips.shape[4]}x{clips.shape[5]}")
+    if clips.dtype != torch.uint8 and not clips.is_floating_point():
+        raise TypeError(f"{model}: clips must be uint8 or floating point, got {clips.dtype}")
+
+
+class TDSCLIP(PretrainedMixin, nn.Module):
     """TDS-CLIP: clips ``(B, T, 5, 3, H, W)`` → logits ``(B, num_classes)``.
 
     * ``clips``: uint8 or float pixel values in [0, 255]; for each of the T segments the 5-frame
-      window ``i_t-2 … i_t+2`` (SPEC §1), H = W = ``config.resolved_image_size``. Any T ≥ 1 works.
+      window ``i_t-2 … i_t+2`` (docs/model.md §1), H = W = ``config.resolved_image_size``. Any T ≥ 1 works.
     * ``backbone`` (:class:`FrozenViT`): frozen, eval mode, ``torch.no_grad()``, on the centre frames.
     * ``side`` (:class:`SideNetwork`) and ``head`` (:class:`ClassifierHead`): every parameter trainable
       (``requires_grad=True``); the backbone's are not.
@@ -24,6 +42,9 @@ class TDSCLIP(nn.Module):
     ``fused_ops`` picks tds_kernels' fused ops (best available backend) or the plain PyTorch
     reference for the SME stem, TD-Adapter and CLS shift, and the memory-lean forms of the side
     connection and MLP; the parameters, buffers and state_dict keys are the same either way.
+
+    ``save_pretrained(dir)`` / ``TDSCLIP.from_pretrained(dir_or_hub_id)`` / ``push_to_hub(repo)``: the
+    Hugging Face layout of :mod:`tdsclip.hub` (config.json + model.safetensors).
     """
 
     def __init__(self, config: TDSCLIPConfig):
@@ -37,6 +58,7 @@ class TDSCLIP(nn.Module):
             dim=config.side_dim, alpha=config.alpha, reduction=config.reduction, pool_kernel=config.pool_kernel,
             stem_padding=config.stem_padding, td_variant=config.td_variant, drop_path=config.drop_path,
             mean=self.backbone.mean, std=self.backbone.std, backend=backend, grad_checkpoint=config.grad_checkpoint)
+        self.side.set_memory_mode(config.memory_mode)
         self.head = ClassifierHead(config.side_dim, config.num_classes, config.head_dropout)
 
     # ------------------------------------------------------------------ switches
@@ -48,6 +70,17 @@ class TDSCLIP(nn.Module):
         """Switches between fused ops (``True``) and the plain PyTorch reference (``False``) in place."""
         self.config.fused_ops = bool(enabled)
         self.side.set_backend(None if enabled else "reference")
+        return self
+
+    @property
+    def memory_mode(self) -> str:
+        return self.config.memory_mode
+
+    def set_memory_mode(self, mode: str) -> "TDSCLIP":
+        """"lean" (the fused side MLP keeps its input only) or "fast" (also its pre-GELU hidden tensor: no
+        GEMM recomputed in backward, 4d floats per token per block more). Only matters with fused_ops."""
+        self.side.set_memory_mode(mode)
+        self.config.memory_mode = mode
         return self
 
     @property
@@ -66,18 +99,7 @@ class TDSCLIP(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def check_clips(self, clips: torch.Tensor) -> None:
-        size = self.config.resolved_image_size
-        if not isinstance(clips, torch.Tensor):
-            raise TypeError(f"TDSCLIP: clips must be a tensor, got {type(clips).__name__}")
-        if clips.dim() != 6 or clips.shape[2] != 5 or clips.shape[3] != 3:
-            raise ValueError(f"TDSCLIP: clips must be (B, T, 5, 3, H, W), got shape {tuple(clips.shape)}")
-        if clips.shape[0] < 1 or clips.shape[1] < 1:
-            raise ValueError(f"TDSCLIP: clips need B >= 1 and T >= 1, got shape {tuple(clips.shape)}")
-        if clips.shape[4] != size or clips.shape[5] != size:
-            raise ValueError(f"TDSCLIP: frames must be {size}x{size} (config image_size), got "
-                             f"{clips.shape[4]}x{clips.shape[5]}")
-        if clips.dtype != torch.uint8 and not clips.is_floating_point():
-            raise TypeError(f"TDSCLIP: clips must be uint8 or floating point, got {clips.dtype}")
+        check_clips(clips, self.config.resolved_image_size, "TDSCLIP")
 
     def forward_tokens(self, clips: torch.Tensor) -> torch.Tensor:
         """clips → final side tokens (B, T, N, d). The backbone's blocks are interleaved with the side
@@ -98,6 +120,18 @@ class TDSCLIP(nn.Module):
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_tokens(clips))
 
+    # ------------------------------------------------------------------ saving
+    def saveable_config(self) -> dict:
+        """The config stored by ``save_pretrained``: the backbone's weights travel in model.safetensors,
+        so ``pretrained`` becomes null and the activation it implied is written out (a null
+        ``pretrained`` would otherwise pick the OpenAI-architecture default)."""
+        from open_clip.transformer import QuickGELU
+
+        values = self.config.to_dict()
+        values["pretrained"] = None
+        values["quick_gelu"] = isinstance(self.backbone.resblocks[0].mlp.gelu, QuickGELU)
+        return values
+
     # ------------------------------------------------------------------ bookkeeping
     def trainable_parameters(self):
         return [p for p in self.parameters() if p.requires_grad]
@@ -105,14 +139,12 @@ class TDSCLIP(nn.Module):
     def extra_repr(self) -> str:
         c = self.config
         return (f"backbone={c.backbone}, pretrained={c.pretrained}, side_dim={c.side_dim}, "
-                f"num_classes={c.num_classes}, fused_ops={c.fused_ops}, grad_checkpoint={c.grad_checkpoint}")
+                f"num_classes={c.num_classes}, fused_ops={c.fused_ops}, grad_checkpoint={c.grad_checkpoint}, "
+                f"memory_mode={c.memory_mode}")
 
 
-def build_model(config: TDSCLIPConfig | dict) -> TDSCLIP:
+def build_tdsclip(config: TDSCLIPConfig | dict) -> TDSCLIP:
     """The TDS-CLIP model for ``config`` (a :class:`TDSCLIPConfig` or a dict of its fields)."""
-    if isinstance(config, dict):
-        config = TDSCLIPConfig.from_dict(config)
-    if not isinstance(config, TDSCLIPConfig):
-        raise TypeError(f"build_model: expected a TDSCLIPConfig, got {type(config).__name__}")
-    config.validate()
-    return TDSCLIP(config)
+    from ..archs import build_checked
+
+    return build_checked(config, TDSCLIPConfig, TDSCLIP, "build_tdsclip: expected a TDSCLIPConfig")

@@ -1,4 +1,4 @@
-"""The trainable side network of TDS-CLIP (SPEC §3): SME stems, per-layer side connections and
+"""The trainable side network of TDS-CLIP (docs/model.md §3): SME stems, per-layer side connections and
 side blocks (temporal branch + TD-Adapter, CLS-shift attention, MLP).
 
 Layout: the side stream ``s`` is tokens ``(B, T, N, d)`` (channels last, patches row-major), which
@@ -16,13 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import tds_kernels
-from tds_kernels import _dispatch
-
-# tds_kernels' fused side-block MLP (BN → Linear → GELU → Linear, keeping only its input for backward)
-from tds_kernels.ops.bn_mlp import bn_mlp_modules
 
 from .layers import (DropPath, TokenBatchNorm, checkpoint_side_block, lean_batchnorm_linear, lean_gelu_linear,
-                     lean_layernorm_linear, pointwise, temporal_dwconv)
+                     lean_layernorm_linear,
+                     pointwise, temporal_dwconv)
 
 # The published side block scales its output projections by (2 · 12)^-0.5, CLIP's
 # "proj_std = width^-0.5 · (2 · layers)^-0.5" with the layer count hard-coded to 12 (also for the
@@ -56,9 +53,9 @@ class SideConnection(nn.Module):
     def __init__(self, width: int, dim: int):
         super().__init__()
         self.norm = nn.LayerNorm(width)  # published: ones / zeros (the default)
+        # published: nn.Linear's default init (weight and bias). The N(0, (2d)^-0.5) init in that code is
+        # applied to the text tower's side_linears, which the video model never uses (docs/model.md §7).
         self.proj = nn.Linear(width, dim)
-        # published: side_linears weight ~ N(0, (2d)^-0.5); bias keeps nn.Linear's default init.
-        nn.init.normal_(self.proj.weight, std=(2 * dim) ** -0.5)
 
     def forward(self, x: torch.Tensor, lean: bool = False) -> torch.Tensor:
         if lean and not x.requires_grad:
@@ -67,7 +64,7 @@ class SideConnection(nn.Module):
 
 
 class SideBlock(nn.Module):
-    """One side block (SPEC §3) on ``s`` (B, T, N, d) with the CLS row ``p_cls`` (B, T, d) of the
+    """One side block (docs/model.md §3) on ``s`` (B, T, N, d) with the CLS row ``p_cls`` (B, T, d) of the
     side connection and the shared position embedding ``pos`` (N, d)."""
 
     def __init__(self, dim: int, reduction: int = 16, pool_kernel: int = 3, td_variant: str = "gated",
@@ -101,15 +98,19 @@ class SideBlock(nn.Module):
         nn.init.normal_(self.mlp_fc1.weight, std=(2 * dim) ** -0.5)
         nn.init.normal_(self.mlp_fc2.weight, std=proj_std)
         self.drop_path = DropPath(drop_path)
-        self.cls_backend = backend
-        self.lean = backend != "reference"
+        self.backend = backend
+        self.keep_hidden = False  # memory_mode "fast": the MLP keeps its pre-GELU hidden tensor
+
+    @property
+    def lean(self) -> bool:
+        """The memory-lean BN→Linear of the temporal branch (everything but the reference model)."""
+        return self.backend != "reference"
 
     def set_backend(self, backend: str | None) -> None:
         """``None``: fused tds_kernels ops (automatic backend) and the memory-lean BN→Linear and MLP;
         ``"reference"``: plain PyTorch layers everywhere. Parameters are unaffected."""
         self.td_adapter.backend = backend
-        self.cls_backend = backend
-        self.lean = backend != "reference"
+        self.backend = backend
 
     def temporal_branch(self, s: torch.Tensor) -> torch.Tensor:
         """``u = Conv1x1x1(DWConv(3,1,1)(Conv1x1x1(BN3d(s))))`` on tokens (B, T, N, d)."""
@@ -126,7 +127,7 @@ class SideBlock(nn.Module):
         s = s + self.drop_path(self.td_adapter(self.temporal_branch(s)))
         # 2. CLS shift, concat in front, position embedding on patch rows only, LN, attention with
         #    patch queries; the residual adds to s, which never receives the position embedding.
-        cls = tds_kernels.cls_token_shift(p_cls, backend=self.cls_backend)
+        cls = tds_kernels.cls_token_shift(p_cls, backend=self.backend)
         x = torch.cat([cls.unsqueeze(2).to(s.dtype), s + pos.to(s.dtype)], dim=2)  # (B, T, N+1, d)
         x = self.attn_norm(x)
         s = s + self.drop_path(side_attention(x.view(B * T, N + 1, d), self.attn).view(B, T, N, d))
@@ -134,15 +135,14 @@ class SideBlock(nn.Module):
         return s + self.drop_path(self.mlp(s))
 
     def mlp(self, s: torch.Tensor) -> torch.Tensor:
-        """``Linear_{4d→d}(GELU(Linear_{d→4d}(BN3d(s))))``: the fused tds_kernels op when a kernel backend
-        is available, else the lean autograd functions (both keep only s for backward, the lean ones
-        also the hidden tensor), or the plain layers for the reference model."""
-        if not self.lean:
-            return self.mlp_fc2(F.gelu(self.mlp_fc1(self.mlp_norm(s))))
-        if _dispatch.resolve("bn_mlp", None, s.device, warn=False) != "reference":
-            return bn_mlp_modules(s, self.mlp_norm, self.mlp_fc1, self.mlp_fc2)
-        h = lean_batchnorm_linear(s, self.mlp_norm, self.mlp_fc1.weight, self.mlp_fc1.bias)
-        return lean_gelu_linear(h, self.mlp_fc2)
+        """``Linear_{4d→d}(GELU(Linear_{d→4d}(BN3d(s))))``; tds_kernels.side_mlp chooses how it runs (plain
+        layers for the reference model, else the fused op or the lean autograd functions). ``keep_hidden``
+        (memory_mode "fast") picks the lean functions even with a kernel backend: keeping h spares the
+        backward the recomputation of Linear1 (a GEMM) and BN."""
+        if self.keep_hidden and self.lean:
+            h = lean_batchnorm_linear(s, self.mlp_norm, self.mlp_fc1.weight, self.mlp_fc1.bias)
+            return lean_gelu_linear(h, self.mlp_fc2)
+        return tds_kernels.side_mlp(s, self.mlp_norm, self.mlp_fc1, self.mlp_fc2, backend=self.backend)
 
 
 class SideNetwork(nn.Module):
@@ -167,10 +167,19 @@ class SideNetwork(nn.Module):
         rates = [drop_path * i / (num_layers - 1) for i in range(num_layers)] if num_layers > 1 else [drop_path]
         self.blocks = nn.ModuleList(
             SideBlock(dim, reduction, pool_kernel, td_variant, rates[i], backend) for i in range(num_layers))
-        # One position embedding (N, d) shared by all blocks, init N(0, 0.01) (SPEC §3, published).
+        # One position embedding (N, d) shared by all blocks, init N(0, 0.01) (docs/model.md §3, published).
         self.pos_embed = nn.Parameter(torch.empty(grid[0] * grid[1], dim))
         nn.init.normal_(self.pos_embed, std=0.01)
         self.lean = backend != "reference"
+
+    def set_memory_mode(self, mode: str) -> None:
+        """"lean" or "fast" (see tdsclip.config.MEMORY_MODES): what the fused side MLPs keep for backward."""
+        from ..config import MEMORY_MODES
+
+        if mode not in MEMORY_MODES:
+            raise ValueError(f"memory_mode must be one of {', '.join(MEMORY_MODES)}, got {mode!r}")
+        for blk in self.blocks:
+            blk.keep_hidden = mode == "fast"
 
     def set_backend(self, backend: str | None) -> None:
         self.stem.backend = backend

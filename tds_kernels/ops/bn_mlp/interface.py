@@ -7,79 +7,15 @@ from torch import nn
 
 from ... import _dispatch
 from ..._bn import update_running_stats, uses_batch_stats
-from . import op
+from ...lean import lean_batchnorm_linear, lean_gelu_linear
+from .._wiring import register_backends
+from . import op  # noqa: F401  (registers fake kernels, autograd and the Triton ops)
 from .reference import bn_mlp_reference
+from .validate import check
 
 OP = "bn_mlp"
-DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
-def _reference(x, bn_weight, bn_bias, running_mean, running_var, w1, b1, w2, b2, training, eps):
-    return bn_mlp_reference(x, bn_weight, bn_bias, running_mean, running_var, w1, b1, w2, b2, training, eps)
-
-
 # Every backend takes (x (M, d) contiguous, params..., training, eps) and returns (out (M, O), mean, var).
-for _name, _fn in {"reference": _reference, "cpu": op.run_extension, "cuda": op.run_extension,
-                   "triton": op.run_triton}.items():
-    _dispatch.register(OP, _name, _fn)
-
-
-def _tensor(t, name: str, *, optional: bool = False) -> None:
-    if t is None and optional:
-        return
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"bn_mlp: {name} must be a torch.Tensor{' or None' if optional else ''}, "
-                        f"got {type(t).__name__}")
-
-
-def _vector(t, n: int, name: str, device, *, optional: bool = False) -> None:
-    _tensor(t, name, optional=optional)
-    if t is None:
-        return
-    if t.shape != (n,):
-        raise ValueError(f"bn_mlp: {name} must have shape ({n},), got {tuple(t.shape)}")
-    if t.dtype not in DTYPES:
-        raise TypeError(f"bn_mlp: {name} has dtype {t.dtype}; expected a floating dtype")
-    if t.device != device:
-        raise ValueError(f"bn_mlp: {name} is on {t.device} but x is on {device}")
-
-
-def _validate(x, bn_weight, bn_bias, running_mean, running_var, w1, b1, w2, b2, training, eps) -> None:
-    _tensor(x, "x")
-    _tensor(w1, "w1")
-    _tensor(w2, "w2")
-    if x.dim() < 2:
-        raise ValueError(f"bn_mlp: x must be (..., d) with at least 2 dims (tokens, channels), got shape "
-                         f"{tuple(x.shape)}")
-    if any(s == 0 for s in x.shape):
-        raise ValueError(f"bn_mlp: x has a zero-size dimension, shape {tuple(x.shape)}")
-    d = x.shape[-1]
-    if w1.dim() != 2 or w1.shape[1] != d or w1.shape[0] == 0:
-        raise ValueError(f"bn_mlp: w1 must be (H, {d}) with H >= 1 (Linear d → H), got {tuple(w1.shape)}")
-    H = w1.shape[0]
-    if w2.dim() != 2 or w2.shape[1] != H or w2.shape[0] == 0:
-        raise ValueError(f"bn_mlp: w2 must be (O, {H}) with O >= 1 (Linear H → O), got {tuple(w2.shape)}")
-    if w1.dtype not in DTYPES:
-        raise TypeError(f"bn_mlp: w1 has dtype {w1.dtype}; supported: float16, bfloat16, float32, float64")
-    for t, name in ((w2, "w2"), (b1, "b1"), (b2, "b2")):
-        if isinstance(t, torch.Tensor) and t.dtype != w1.dtype:
-            raise TypeError(f"bn_mlp: {name} has dtype {t.dtype} but w1 has {w1.dtype}; the linear layers must "
-                            "share one dtype")
-    if x.dtype not in (w1.dtype, torch.float32):
-        raise TypeError(f"bn_mlp: x has dtype {x.dtype}; it must be w1's dtype ({w1.dtype}) or float32")
-    for t, name in ((w1, "w1"), (w2, "w2")):
-        if t.device != x.device:
-            raise ValueError(f"bn_mlp: {name} is on {t.device} but x is on {x.device}")
-    _vector(b1, H, "b1", x.device, optional=True)
-    _vector(b2, w2.shape[0], "b2", x.device, optional=True)
-    _vector(bn_weight, d, "bn_weight", x.device)
-    _vector(bn_bias, d, "bn_bias", x.device)
-    if not isinstance(training, bool):
-        raise TypeError(f"bn_mlp: training must be a bool, got {type(training).__name__}")
-    _vector(running_mean, d, "running_mean", x.device, optional=training)
-    _vector(running_var, d, "running_var", x.device, optional=training)
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
-        raise ValueError(f"bn_mlp: eps must be a positive number, got {eps!r}")
+register_backends(OP, reference=bn_mlp_reference)
 
 
 def bn_mlp(x: torch.Tensor, bn_weight: torch.Tensor, bn_bias: torch.Tensor, running_mean: torch.Tensor | None,
@@ -112,7 +48,7 @@ def bn_mlp(x: torch.Tensor, bn_weight: torch.Tensor, bn_bias: torch.Tensor, runn
         (float64 for float64 weights): the batch statistics in training, copies of the running ones
         in eval. They carry no gradient; update running buffers with them (see :func:`bn_mlp_modules`).
     """
-    _validate(x, bn_weight, bn_bias, running_mean, running_var, w1, b1, w2, b2, training, eps)
+    check(x, bn_weight, bn_bias, running_mean, running_var, w1, b1, w2, b2, training, eps)
     d = x.shape[-1]
     if running_mean is None or running_var is None:  # training without running buffers
         running_mean = running_var = x.new_empty((0,), dtype=torch.float32)
@@ -158,3 +94,21 @@ def bn_mlp_modules(x: torch.Tensor, norm: nn.modules.batchnorm._BatchNorm, fc1: 
         update_running_stats(norm, mean, var, x.numel() // d)
     return out
 
+
+def side_mlp(x: torch.Tensor, norm: nn.modules.batchnorm._BatchNorm, fc1: nn.Linear, fc2: nn.Linear,
+             backend: str | None = None) -> torch.Tensor:
+    """The side block's MLP ``fc2(gelu(fc1(norm(x))))``: the one place that chooses how it runs.
+
+    * ``backend="reference"``: the plain layers (what the reference model computes, kept for parity);
+    * a fused backend resolves (``None``: the best one here, or TDS_KERNELS_BACKEND): :func:`bn_mlp_modules`,
+      keeping only x for backward;
+    * the automatic choice falls back to the reference (no kernel for this device): the memory-lean autograd
+      functions of :mod:`tds_kernels.lean` (x and the hidden tensor kept), the same values and gradients.
+
+    Parameters, buffers (running-statistics update included) and state_dict are the modules' in every case.
+    """
+    if backend == "reference":
+        return fc2(F.gelu(fc1(norm(x))))
+    if _dispatch.resolve(OP, backend, x.device, warn=False) != "reference":
+        return bn_mlp_modules(x, norm, fc1, fc2, backend=backend)
+    return lean_gelu_linear(lean_batchnorm_linear(x, norm, fc1.weight, fc1.bias), fc2)

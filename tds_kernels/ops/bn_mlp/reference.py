@@ -1,4 +1,4 @@
-"""Reference definition of the side block's MLP as one op (SPEC §3 side block step 3):
+"""Reference definition of the side block's MLP as one op (docs/model.md §3 side block step 3):
 
     xn  = BatchNorm(x)            per channel over all M tokens of x (M, d): batch statistics
                                   (biased variance) in training, the running ones in eval

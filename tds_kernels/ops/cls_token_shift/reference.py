@@ -1,4 +1,4 @@
-"""Reference definition of the CLS token shift (SPEC §3 side block step 2, §4 op 4).
+"""Reference definition of the CLS token shift (docs/model.md §3 side block step 2, §4 op 4).
 
 x is (B, T, C). Output channels [:C//2] take frame t+1, channels [C//2:] take frame t-1,
 zeros past either end of the clip.

@@ -1,4 +1,4 @@
-"""Triton kernel of the CLS token shift (SPEC §4 op 4) and its launchers.
+"""Triton kernel of the CLS token shift (docs/model.md §4 op 4) and its launchers.
 
 x (B, T, C) contiguous. One program per (block of channels, b) loops over the T frames: channels
 [0, C//2) of frame t are read from frame t + DIR, channels [C//2, C) from frame t - DIR (DIR = +1

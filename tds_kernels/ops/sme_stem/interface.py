@@ -1,4 +1,4 @@
-"""Public functional API of the fused SME stem (SPEC §4 op 3) and its backend registrations."""
+"""Public functional API of the fused SME stem (docs/model.md §4 op 3) and its backend registrations."""
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -6,33 +6,14 @@ from typing import Optional, Sequence
 import torch
 
 from ... import _dispatch
-# importing op registers the fakes / autograd of tds::sme_stem_* and the Triton custom ops
-from . import op as _op  # noqa: F401
-from .functional_reference import sme_stem_functional_reference
-from .geometry import check_inputs, fill_optional
+from .._wiring import register_backends
+from . import op  # noqa: F401  (registers fake kernels, autograd and the Triton ops)
+from .reference import sme_stem_functional_reference
+from .validate import check, fill_optional
 
-
-def _cxx(frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot, running_mean_rgb,
-         running_var_rgb, running_mean_mot, running_var_mot, *, pixel_mean, pixel_std, alpha, padding, training, eps):
-    return torch.ops.tds.sme_stem_forward(
-        frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot, running_mean_rgb,
-        running_var_rgb, running_mean_mot, running_var_mot, list(pixel_mean), list(pixel_std), float(alpha),
-        list(padding), bool(training), float(eps))
-
-
-def _triton(frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot, running_mean_rgb,
-            running_var_rgb, running_mean_mot, running_var_mot, *, pixel_mean, pixel_std, alpha, padding, training,
-            eps):
-    return torch.ops.tds_triton.sme_stem_forward(
-        frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot, running_mean_rgb,
-        running_var_rgb, running_mean_mot, running_var_mot, list(pixel_mean), list(pixel_std), float(alpha),
-        list(padding), bool(training), float(eps))
-
-
-_dispatch.register("sme_stem", "reference", sme_stem_functional_reference)
-_dispatch.register("sme_stem", "cpu", _cxx)
-_dispatch.register("sme_stem", "cuda", _cxx)
-_dispatch.register("sme_stem", "triton", _triton)
+OP = "sme_stem"
+# Every backend takes the forward schema's arguments positionally (pixel_mean/std and padding as lists).
+register_backends(OP, reference=sme_stem_functional_reference)
 
 
 def sme_stem(frames: torch.Tensor, w_rgb: torch.Tensor, b_rgb: Optional[torch.Tensor], w_mot: torch.Tensor,
@@ -45,8 +26,9 @@ def sme_stem(frames: torch.Tensor, w_rgb: torch.Tensor, b_rgb: Optional[torch.Te
     """The SME-Adapter stems, fused: ``BN_rgb(Conv3d_rgb(rgb)) + alpha * BN_mot(Conv3d_mot(diff))``.
 
     Args:
-        frames: ``(B, T, 5, 3, H, W)``, uint8 or float16/bfloat16/float32/float64 pixel values in
-            [0, 255]; any strides. Dim 2 is the local window of 5 frames (centre = index 2), dim 3 RGB.
+        frames: ``(B, T, 5, 3, H, W)`` pixel values in [0, 255]: uint8, or a float dtype no wider than the
+            weights' (float16/bfloat16/float32 frames on a float32 stem; float64 frames need float64 weights);
+            any strides. Dim 2 is the local window of 5 frames (centre = index 2), dim 3 RGB.
             Frames get no gradient (a float ``frames`` that requires grad is an error).
         w_rgb, b_rgb: Conv3d(3 -> d) weight ``(d, 3, 3, P, P)`` and optional bias ``(d,)``.
         w_mot, b_mot: Conv3d(12 -> d) weight ``(d, 12, 3, P, P)`` (channel ``3k + c`` is the difference
@@ -64,16 +46,16 @@ def sme_stem(frames: torch.Tensor, w_rgb: torch.Tensor, b_rgb: Optional[torch.Te
     Returns:
         ``(tokens, mean_rgb, var_rgb, mean_mot, var_mot)``: tokens ``(B, T_out, N, d)`` with
         ``T_out = T + 2 pt - 2`` (= T for the usual pt = 1) and ``N = h * w`` in row-major order,
-        dtype of the conv (w_rgb's dtype; promoted with float frames' dtype); then the per-channel
+        the weights' dtype; then the per-channel
         statistics in float32 (float64 for a float64 op): in training the batch mean and biased variance
         of each conv output (bias included), in eval copies of the running statistics. Only tokens is
         differentiable (grads flow to weights, biases and the BatchNorm affine parameters).
     """
-    check_inputs(frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot, running_mean_rgb,
-                 running_var_rgb, running_mean_mot, running_var_mot, pixel_mean, pixel_std, alpha, padding,
-                 training, eps)
+    check(frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot, running_mean_rgb,
+          running_var_rgb, running_mean_mot, running_var_mot, pixel_mean, pixel_std, alpha, padding, training, eps)
     running = [fill_optional(t, gamma_rgb) for t in
                (running_mean_rgb, running_var_rgb, running_mean_mot, running_var_mot)]
-    return _dispatch.call("sme_stem", backend, frames.device, frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot, *running,
-                pixel_mean=tuple(pixel_mean), pixel_std=tuple(pixel_std), alpha=alpha, padding=tuple(padding),
-                training=training, eps=eps)
+    return _dispatch.call(OP, backend, frames.device, frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb,
+                          gamma_mot, beta_mot, *running, [float(m) for m in pixel_mean],
+                          [float(v) for v in pixel_std], float(alpha), [int(p) for p in padding], bool(training),
+                          float(eps))

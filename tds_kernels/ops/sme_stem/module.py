@@ -1,5 +1,5 @@
 """``SMEStem``: the SME-Adapter stems as an nn.Module whose parameters and buffers are those of
-the plain layers SPEC names (``conv_rgb``: Conv3d 3→d, ``bn_rgb``, ``conv_mot``: Conv3d 12→d,
+the plain layers of docs/model.md §3 (``conv_rgb``: Conv3d 3→d, ``bn_rgb``, ``conv_mot``: Conv3d 12→d,
 ``bn_mot``; kernel (3, P, P), stride (1, P, P)), whatever backend runs it."""
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from torch import nn
 from ... import _dispatch
 from ..._bn import update_running_stats, uses_batch_stats
 from .reference import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, sme_stem_reference
+from .validate import check
 
 PADDINGS = {"published": (1, 1, 1), "aligned": (1, 0, 0)}
 
@@ -55,21 +56,28 @@ class SMEStem(nn.Module):
         P, (_, ph, pw) = self.patch_size, self.padding
         return (height + 2 * ph - P) // P + 1, (width + 2 * pw - P) // P + 1
 
+    def _flat_args(self) -> tuple:
+        return (self.conv_rgb.weight, self.conv_rgb.bias, self.conv_mot.weight, self.conv_mot.bias,
+                self.bn_rgb.weight, self.bn_rgb.bias, self.bn_mot.weight, self.bn_mot.bias,
+                self.bn_rgb.running_mean, self.bn_rgb.running_var, self.bn_mot.running_mean, self.bn_mot.running_var)
+
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        if frames.dim() != 6 or frames.shape[2] != 5 or frames.shape[3] != 3:
-            raise ValueError(f"SMEStem: frames must be (B, T, 5, 3, H, W), got shape {tuple(frames.shape)}")
+        """frames: uint8, or float pixel values no wider than the module's dtype (see validate.py)."""
+        if not isinstance(frames, torch.Tensor) or frames.dim() != 6 or frames.shape[2] != 5 or frames.shape[3] != 3:
+            raise ValueError(f"SMEStem: frames must be (B, T, 5, 3, H, W), got "
+                             f"{tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__}")
+        training = uses_batch_stats(self.bn_rgb)
+        args = self._flat_args()
+        # the one validation of the op, whichever backend runs (the layer reference included)
+        check(frames, *args, self.mean, self.std, self.alpha, self.padding, training, self.bn_rgb.eps)
         backend = _dispatch.resolve("sme_stem", self.backend, frames.device)
         if backend == "reference":
             return sme_stem_reference(frames, self.conv_rgb, self.bn_rgb, self.conv_mot, self.bn_mot,
                                       self.alpha, self.mean, self.std)
         from .interface import sme_stem  # the functional fused op
 
-        training = uses_batch_stats(self.bn_rgb)
         out, mean_r, var_r, mean_m, var_m = sme_stem(
-            frames, self.conv_rgb.weight, self.conv_rgb.bias, self.conv_mot.weight, self.conv_mot.bias,
-            self.bn_rgb.weight, self.bn_rgb.bias, self.bn_mot.weight, self.bn_mot.bias,
-            self.bn_rgb.running_mean, self.bn_rgb.running_var, self.bn_mot.running_mean, self.bn_mot.running_var,
-            pixel_mean=self.mean, pixel_std=self.std, alpha=self.alpha, padding=self.padding,
+            frames, *args, pixel_mean=self.mean, pixel_std=self.std, alpha=self.alpha, padding=self.padding,
             training=training, eps=self.bn_rgb.eps, backend=backend)
         if training:
             count = out.numel() // self.dim

@@ -1,4 +1,4 @@
-"""torch.library wiring of the fused SME stem.
+"""torch.library wiring of the fused SME stem (through tds_kernels/ops/_wiring.py).
 
 * ``tds::sme_stem_forward`` / ``tds::sme_stem_backward``: schemas in csrc/registration.cpp, CPU and
   CUDA kernels in csrc/{cpu,cuda}/sme_stem*.  Here: their fake (meta) kernels and the autograd
@@ -18,8 +18,8 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from ... import _ext
-from .geometry import acc_dtype, geometry, out_dtype
+from .._wiring import wire_library
+from .validate import acc_dtype, geometry, out_dtype
 
 
 def _fake_forward(frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot, running_mean_rgb,
@@ -46,45 +46,34 @@ def _fake_backward(grad_out, frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta
 _TENSOR_INPUTS = 13  # frames .. running_var_mot; then pixel_mean, pixel_std, alpha, padding, training, eps
 
 
-def _make_autograd(backward_op):
-    def setup_context(ctx, inputs, output):
-        (frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot) = inputs[:9]
-        _, mean_rgb, var_rgb, mean_mot, var_mot = output
-        ctx.save_for_backward(frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot,
-                              mean_rgb, var_rgb, mean_mot, var_mot)
-        ctx.args = tuple(inputs[_TENSOR_INPUTS:])
-        ctx.has_bias = (b_rgb is not None, b_mot is not None)
-        ctx.mark_non_differentiable(mean_rgb, var_rgb, mean_mot, var_mot)
+def _setup_context(ctx, inputs, output):
+    (frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot) = inputs[:9]
+    _, mean_rgb, var_rgb, mean_mot, var_mot = output
+    ctx.save_for_backward(frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot,
+                          mean_rgb, var_rgb, mean_mot, var_mot)
+    ctx.args = tuple(inputs[_TENSOR_INPUTS:])
+    ctx.has_bias = (b_rgb is not None, b_mot is not None)
+    ctx.mark_non_differentiable(mean_rgb, var_rgb, mean_mot, var_mot)
 
+
+def _make_backward(ops):
     def backward(ctx, grad_tokens, *_stat_grads):
         saved = ctx.saved_tensors
         n_inputs = _TENSOR_INPUTS + len(ctx.args)
         if grad_tokens is None:
             return (None,) * n_inputs
-        gw_r, gb_r, gw_m, gb_m, gg_r, gbe_r, gg_m, gbe_m = backward_op(grad_tokens, *saved, *ctx.args)
+        gw_r, gb_r, gw_m, gb_m, gg_r, gbe_r, gg_m, gbe_m = ops.backward(grad_tokens, *saved, *ctx.args)
         grads = (None, gw_r, gb_r if ctx.has_bias[0] else None, gw_m, gb_m if ctx.has_bias[1] else None,
                  gg_r, gbe_r, gg_m, gbe_m)
         return grads + (None,) * (n_inputs - len(grads))
 
-    return setup_context, backward
-
-
-def _register_cxx() -> None:
-    if not _ext.has_extension():
-        return
-    torch.library.register_fake("tds::sme_stem_forward")(_fake_forward)
-    torch.library.register_fake("tds::sme_stem_backward")(_fake_backward)
-    setup, bwd = _make_autograd(lambda *args: torch.ops.tds.sme_stem_backward(*args))
-    torch.library.register_autograd("tds::sme_stem_forward", bwd, setup_context=setup)
-
-
-_register_cxx()
+    return backward
 
 
 # ---- Triton custom ops -----------------------------------------------------------------------------
 
 @torch.library.custom_op("tds_triton::sme_stem_forward", mutates_args=())
-def triton_sme_stem_forward(frames: Tensor, w_rgb: Tensor, b_rgb: Optional[Tensor], w_mot: Tensor,
+def triton_forward(frames: Tensor, w_rgb: Tensor, b_rgb: Optional[Tensor], w_mot: Tensor,
                             b_mot: Optional[Tensor], gamma_rgb: Tensor, beta_rgb: Tensor, gamma_mot: Tensor,
                             beta_mot: Tensor, running_mean_rgb: Tensor, running_var_rgb: Tensor,
                             running_mean_mot: Tensor, running_var_mot: Tensor, pixel_mean: List[float],
@@ -98,7 +87,7 @@ def triton_sme_stem_forward(frames: Tensor, w_rgb: Tensor, b_rgb: Optional[Tenso
 
 
 @torch.library.custom_op("tds_triton::sme_stem_backward", mutates_args=())
-def triton_sme_stem_backward(grad_out: Tensor, frames: Tensor, w_rgb: Tensor, b_rgb: Optional[Tensor],
+def triton_backward(grad_out: Tensor, frames: Tensor, w_rgb: Tensor, b_rgb: Optional[Tensor],
                              w_mot: Tensor, b_mot: Optional[Tensor], gamma_rgb: Tensor, beta_rgb: Tensor,
                              gamma_mot: Tensor, beta_mot: Tensor, mean_rgb: Tensor, var_rgb: Tensor,
                              mean_mot: Tensor, var_mot: Tensor, pixel_mean: List[float], pixel_std: List[float],
@@ -110,7 +99,6 @@ def triton_sme_stem_backward(grad_out: Tensor, frames: Tensor, w_rgb: Tensor, b_
                         mean_rgb, var_rgb, mean_mot, var_mot, pixel_mean, pixel_std, alpha, padding, training, eps)
 
 
-triton_sme_stem_forward.register_fake(_fake_forward)
-triton_sme_stem_backward.register_fake(_fake_backward)
-_setup, _bwd = _make_autograd(lambda *args: torch.ops.tds_triton.sme_stem_backward(*args))
-triton_sme_stem_forward.register_autograd(_bwd, setup_context=_setup)
+for _namespace in ("tds", "tds_triton"):
+    wire_library(_namespace, "sme_stem", fake_forward=_fake_forward, fake_backward=_fake_backward,
+                 setup_context=_setup_context, make_backward=_make_backward)

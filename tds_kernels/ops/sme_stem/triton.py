@@ -1,4 +1,4 @@
-"""Triton kernels of the fused SME stem (SPEC §4 op 3) and their launchers.
+"""Triton kernels of the fused SME stem (docs/model.md §4 op 3) and their launchers.
 
 Formulation: implicit GEMM with the temporal taps in the reduction dimension. Rows m = (b, t, i, j)
 are the output tokens, columns k = (kt, channel, ky, kx) the Conv3d weight's flattened input
@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 
 from ..._alloc import empty
-from .geometry import COLOURS, MOT_CHANNELS, TAPS, acc_dtype, geometry, out_dtype
+from .validate import COLOURS, MOT_CHANNELS, TAPS, acc_dtype, geometry, out_dtype
 
 
 @triton.jit

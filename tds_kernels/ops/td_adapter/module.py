@@ -8,7 +8,9 @@ from torch import nn
 
 from ... import _dispatch
 from ..._bn import update_running_stats, uses_batch_stats
+from .._checks import module_input_dtype
 from .reference import td_adapter_reference
+from .validate import check
 
 VARIANTS = ("gated", "plain")
 
@@ -53,21 +55,35 @@ class TDAdapter(nn.Module):
     def extra_repr(self) -> str:
         return f"dim={self.dim}, hidden={self.hidden}, kernel_size={self.kernel_size}, variant={self.variant!r}, backend={self.backend!r}"
 
+    def _flat_args(self) -> tuple:
+        return (self.down.weight.view(self.hidden, self.dim), self.up.weight.view(self.dim, self.hidden),
+                self.bn1.weight, self.bn1.bias, self.bn2.weight, self.bn2.bias,
+                self.bn1.running_mean, self.bn1.running_var, self.bn2.running_mean, self.bn2.running_var)
+
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        if u.dim() != 4 or u.shape[-1] != self.dim:
-            raise ValueError(f"TDAdapter: u must be (B, T, N, {self.dim}), got shape {tuple(u.shape)}")
+        """u: (B, T, N, d) in the module's dtype, or float16/bfloat16 on a float32 module (computed in float32,
+        returned in u's dtype), or the autocast dtype under autocast; anything else is a TypeError on
+        every backend."""
+        if not isinstance(u, torch.Tensor) or u.dim() != 4 or u.shape[-1] != self.dim:
+            raise ValueError(f"TDAdapter: u must be (B, T, N, {self.dim}), got "
+                             f"{tuple(u.shape) if isinstance(u, torch.Tensor) else type(u).__name__}")
+        module_input_dtype("TDAdapter", "u", u, self.down.weight.dtype, allow_16bit_on_fp32=True)
+        training = uses_batch_stats(self.bn1)
+        args = self._flat_args()
+        # the one validation of the op, whichever backend runs (the layer reference included)
+        check(u, *args, training, self.bn1.eps, self.kernel_size)
         backend = _dispatch.resolve("td_adapter", self.backend, u.device)
         if backend == "reference":
-            return td_adapter_reference(u, self.down, self.bn1, self.up, self.bn2, self.kernel_size,
-                                        mix=self.mix, gated=self.gated)
+            x = u
+            if u.dtype != self.down.weight.dtype and not torch.is_autocast_enabled(u.device.type):
+                x = u.to(self.down.weight.dtype)  # 16-bit u on a float32 module: float32 math, as the kernels
+            out = td_adapter_reference(x, self.down, self.bn1, self.up, self.bn2, self.kernel_size,
+                                       mix=self.mix, gated=self.gated)
+            return out.to(u.dtype)
         from .interface import td_adapter  # the functional fused op
 
-        training = uses_batch_stats(self.bn1)
         out, mean1, var1, mean2, var2 = td_adapter(
-            u, self.down.weight.view(self.hidden, self.dim), self.up.weight.view(self.dim, self.hidden),
-            self.bn1.weight, self.bn1.bias, self.bn2.weight, self.bn2.bias,
-            self.bn1.running_mean, self.bn1.running_var, self.bn2.running_mean, self.bn2.running_var,
-            training=training, eps=self.bn1.eps, kernel_size=self.kernel_size, mix=self.mix,
+            u, *args, training=training, eps=self.bn1.eps, kernel_size=self.kernel_size, mix=self.mix,
             gated=self.gated, backend=backend)
         if training:
             count = u.numel() // self.dim

@@ -1,10 +1,8 @@
-"""torch.library wiring of the fused TD-Adapter (SPEC §4 op 2).
+"""torch.library wiring of the fused TD-Adapter (docs/model.md §4 op 2; through tds_kernels/ops/_wiring.py).
 
-* ``tds::td_adapter_forward`` / ``tds::td_adapter_backward``: schemas in ``csrc/registration.cpp``,
-  CPU / CUDA kernels in ``csrc/``; here their fake (meta) kernels and the autograd formula, registered
-  only when the compiled extension is loaded.
-* ``tds_triton::td_adapter_forward`` / ``tds_triton::td_adapter_backward``: the Triton kernels
-  (``triton.py``) as custom ops with the same signatures, fake kernels and autograd.
+* ``tds::td_adapter_forward`` / ``_backward``: the compiled kernels (csrc/cpu, csrc/cuda).
+* ``tds_triton::td_adapter_forward`` / ``_backward``: the Triton kernels (``triton.py``) as custom ops
+  with the same signatures.
 
 Autograd saves u (which the caller holds anyway), the weights and the per-channel statistics: no
 intermediate. Backward recomputes the narrow tensors and the expand. Only ``out`` is differentiable;
@@ -15,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ... import _ext
+from .._wiring import wire_library
 
 # Inputs of the forward op after u: w_down, w_up, gamma1, beta1, gamma2, beta2, 4 running stats.
 _N_TENSOR_INPUTS = 11
@@ -50,29 +48,21 @@ def _setup_context(ctx, inputs, output):
     ctx.mark_non_differentiable(mean1, var1, mean2, var2)
 
 
-def _make_backward(backward_op):
+def _make_backward(ops):
     def _backward(ctx, grad_out, _gm1, _gv1, _gm2, _gv2):
         saved = ctx.saved_tensors
         if grad_out is None:  # only the statistics were used: nothing flows back
             return (None,) * (_N_TENSOR_INPUTS + 5)
-        grads = backward_op(grad_out.contiguous(), *saved, *ctx.args)
+        grads = ops.backward(grad_out.contiguous(), *saved, *ctx.args)
         needs = ctx.needs_input_grad
         # inputs: u, w_down, w_up, gamma1, beta1, gamma2, beta2, 4 running stats, 5 non-tensors
         return tuple(g if needs[i] else None for i, g in enumerate(grads)) + (None,) * 9
     return _backward
 
 
-if _ext.has_extension():
-    torch.library.register_fake("tds::td_adapter_forward")(_fake_forward)
-    torch.library.register_fake("tds::td_adapter_backward")(_fake_backward)
-    torch.library.register_autograd("tds::td_adapter_forward",
-                                    _make_backward(lambda *a: torch.ops.tds.td_adapter_backward(*a)),
-                                    setup_context=_setup_context)
-
-
 # ------------------------------------------------------------------------------------------ Triton
 @torch.library.custom_op("tds_triton::td_adapter_forward", mutates_args=())
-def td_adapter_forward_triton(u: Tensor, w_down: Tensor, w_up: Tensor, gamma1: Tensor, beta1: Tensor,
+def triton_forward(u: Tensor, w_down: Tensor, w_up: Tensor, gamma1: Tensor, beta1: Tensor,
                               gamma2: Tensor, beta2: Tensor, running_mean1: Tensor, running_var1: Tensor,
                               running_mean2: Tensor, running_var2: Tensor, training: bool, eps: float,
                               kernel_size: int, mix: bool, gated: bool
@@ -84,7 +74,7 @@ def td_adapter_forward_triton(u: Tensor, w_down: Tensor, w_up: Tensor, gamma1: T
 
 
 @torch.library.custom_op("tds_triton::td_adapter_backward", mutates_args=())
-def td_adapter_backward_triton(grad_out: Tensor, u: Tensor, w_down: Tensor, w_up: Tensor, gamma1: Tensor,
+def triton_backward(grad_out: Tensor, u: Tensor, w_down: Tensor, w_up: Tensor, gamma1: Tensor,
                                beta1: Tensor, gamma2: Tensor, beta2: Tensor, mean1: Tensor, var1: Tensor,
                                mean2: Tensor, var2: Tensor, training: bool, eps: float, kernel_size: int,
                                mix: bool, gated: bool
@@ -95,7 +85,6 @@ def td_adapter_backward_triton(grad_out: Tensor, u: Tensor, w_down: Tensor, w_up
                         training, eps, kernel_size, mix, gated)
 
 
-td_adapter_forward_triton.register_fake(_fake_forward)
-td_adapter_backward_triton.register_fake(_fake_backward)
-td_adapter_forward_triton.register_autograd(_make_backward(lambda *a: td_adapter_backward_triton(*a)),
-                                            setup_context=_setup_context)
+for _namespace in ("tds", "tds_triton"):
+    wire_library(_namespace, "td_adapter", fake_forward=_fake_forward, fake_backward=_fake_backward,
+                 setup_context=_setup_context, make_backward=_make_backward)

@@ -1,4 +1,4 @@
-"""Triton kernels of the fused TD-Adapter (SPEC §4 op 2) and their launchers.
+"""Triton kernels of the fused TD-Adapter (docs/model.md §4 op 2) and their launchers.
 
 Layout: u (B, T, N, d) contiguous, i.e. rows of d channels ordered (B, T, N); M = B*T*N tokens, h = d/r.
 

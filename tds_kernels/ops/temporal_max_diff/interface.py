@@ -4,45 +4,19 @@ from __future__ import annotations
 import torch
 
 from ... import _dispatch
-from . import op
+from .._wiring import register_backends
+from . import op  # noqa: F401  (registers fake kernels, autograd and the Triton ops)
 from .reference import temporal_max_diff_reference
+from .validate import check
 
 OP = "temporal_max_diff"
-DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-# Every backend takes (x, kernel_size, mix) with x contiguous. "cpu" and "cuda" are the same
-# extension op: the dispatcher routes by device.
-_IMPLS = {
-    "reference": temporal_max_diff_reference,
-    "cpu": op.run_extension,
-    "cuda": op.run_extension,
-    "triton": op.run_triton,
-}
-for _name, _fn in _IMPLS.items():
-    _dispatch.register(OP, _name, _fn)
-
-
-def _validate(x, kernel_size, mix) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"temporal_max_diff: x must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"temporal_max_diff: x must be 4-D (B, T, N, C) with frames on dim 1, "
-                         f"got shape {tuple(x.shape)}")
-    if x.dtype not in DTYPES:
-        raise TypeError(f"temporal_max_diff: x has dtype {x.dtype}; supported: float16, bfloat16, float32, float64")
-    if any(s == 0 for s in x.shape):
-        raise ValueError(f"temporal_max_diff: x has a zero-size dimension, shape {tuple(x.shape)} (B, T, N, C)")
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int):
-        raise TypeError(f"temporal_max_diff: kernel_size must be an int, got {type(kernel_size).__name__}")
-    if kernel_size <= 0 or kernel_size % 2 == 0:
-        raise ValueError(f"temporal_max_diff: kernel_size must be odd and positive, got {kernel_size}")
-    if not isinstance(mix, bool):
-        raise TypeError(f"temporal_max_diff: mix must be a bool, got {type(mix).__name__}")
+# Every backend takes (x, kernel_size, mix) with x contiguous.
+register_backends(OP, reference=temporal_max_diff_reference)
 
 
 def temporal_max_diff(x: torch.Tensor, kernel_size: int = 3, mix: bool = False,
                       backend: str | None = None) -> torch.Tensor:
-    """Temporal max-difference of the TD-Adapter (SPEC §3, §4 op 1).
+    """Temporal max-difference of the TD-Adapter (docs/model.md §3, §4 op 1).
 
     ``y = x - maxpool_t(x)``: max over the ``kernel_size`` frames centred on each frame (stride 1,
     -inf padding, so windows are clipped at the ends of the clip). With ``mix=True`` the result is
@@ -63,5 +37,5 @@ def temporal_max_diff(x: torch.Tensor, kernel_size: int = 3, mix: bool = False,
     Backward saves only x and recomputes each window's argmax; the gradient of a tied max goes to
     the first (lowest t) maximal frame, as with ``F.max_pool1d``.
     """
-    _validate(x, kernel_size, mix)
+    check(x, kernel_size, mix)
     return _dispatch.call(OP, backend, x.device, x.contiguous(), kernel_size, mix)  # resolves once

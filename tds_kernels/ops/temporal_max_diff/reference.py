@@ -1,4 +1,4 @@
-"""Reference definition of the temporal max-difference (SPEC §3 TD-Adapter, §4 op 1).
+"""Reference definition of the temporal max-difference (docs/model.md §3 TD-Adapter, §4 op 1).
 
     m = x - maxpool_t(x)        max over frames t-k//2 … t+k//2, stride 1, -inf padding
     y = 0.5·m + 0.5·mean_C(m)   (mix=True: per token, mean over the channel axis)

@@ -1,4 +1,4 @@
-"""Triton kernels of the temporal max-difference (SPEC §4 op 1) and their launchers.
+"""Triton kernels of the temporal max-difference (docs/model.md §4 op 1) and their launchers.
 
 Layout: x (B, T, N, C) contiguous, frames on dim 1. One program per (block of tokens, b): it holds a
 (BLOCK_N, BLOCK_C) tile of tokens × all channels and loops over the T frames, so the channel mean of

@@ -1,11 +1,17 @@
-"""Shapes, dtypes and input checks of the SME stem op, shared by every backend, the fake (meta)
-kernels and the public function. Mirrors ``check_inputs`` in ``csrc/common/sme_stem_host.h``."""
+"""Shapes, dtypes and the one argument check of the SME stem op (docs/adding-an-op.md), shared by every
+backend, the fake (meta) kernels, the public function and the module. Mirrors ``check_inputs`` in
+``csrc/common/sme_stem_host.h``.
+
+Dtypes: frames are pixel values, uint8 or a float dtype no wider than the weights' (the stem computes in
+the weights' dtype: float64 frames need a float64 stem); the tokens come out in the weights' dtype."""
 from __future__ import annotations
 
 import math
 from typing import NamedTuple, Optional, Sequence
 
 import torch
+
+from .._checks import batch_norm_args
 
 WINDOW = 5          # frames per local window; the centre one (index 2) is the RGB input
 CENTRE = 2
@@ -65,7 +71,7 @@ def _vec(name: str, t, d: int, device: torch.device, allow_none: bool = False) -
         raise ValueError(f"sme_stem: {name} is on {t.device} but frames are on {device}")
 
 
-def check_inputs(frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot,
+def check(frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot,
                  running_mean_rgb, running_var_rgb, running_mean_mot, running_var_mot,
                  pixel_mean, pixel_std, alpha, padding, training: bool, eps) -> Geometry:
     """Raise ValueError / TypeError naming the argument for anything the op cannot run."""
@@ -98,6 +104,10 @@ def check_inputs(frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_
         raise TypeError(f"sme_stem: w_rgb must be float16/bfloat16/float32/float64, got {w_rgb.dtype}")
     if w_mot.dtype != w_rgb.dtype:
         raise TypeError(f"sme_stem: w_mot dtype {w_mot.dtype} differs from w_rgb dtype {w_rgb.dtype}")
+    if frames.dtype.is_floating_point and torch.promote_types(frames.dtype, w_rgb.dtype) != w_rgb.dtype:
+        raise TypeError(f"sme_stem: frames have dtype {frames.dtype}, wider than the weights' {w_rgb.dtype}; the stem "
+                        f"computes in the weights' dtype: pass uint8 frames or frames of dtype {w_rgb.dtype} or "
+                        "narrower (or convert the stem with .to(dtype))")
     dev = frames.device
     for name, w in (("w_rgb", w_rgb), ("w_mot", w_mot)):
         if w.device != dev:
@@ -121,17 +131,35 @@ def check_inputs(frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_
     padding = tuple(padding)
     if len(padding) != 3 or any((not isinstance(p, int)) or p < 0 for p in padding):
         raise ValueError(f"sme_stem: padding must be 3 non-negative ints (pt, ph, pw), got {padding}")
-    if not (eps > 0) or not math.isfinite(alpha):
-        raise ValueError(f"sme_stem: eps must be positive and alpha finite, got eps={eps}, alpha={alpha}")
+    if not math.isfinite(alpha):
+        raise ValueError(f"sme_stem: alpha must be finite, got {alpha}")
     g = geometry(frames, w_rgb, padding)
     if g.T + 2 * padding[0] < TAPS:
         raise ValueError(f"sme_stem: T + 2*pt = {g.T + 2 * padding[0]} is shorter than the temporal kernel 3 "
                          f"(frames T = {g.T}, padding {padding})")
     if g.H + 2 * padding[1] < P or g.W + 2 * padding[2] < P:
         raise ValueError(f"sme_stem: frames {g.H}x{g.W} (padding {padding}) are smaller than one {P}x{P} patch")
+    batch_norm_args("sme_stem", training=training, eps=eps, count=g.B * g.T_out * g.h * g.w,
+                    running={"running_mean_rgb": running_mean_rgb, "running_var_rgb": running_var_rgb,
+                             "running_mean_mot": running_mean_mot, "running_var_mot": running_var_mot})
     return g
 
 
 def fill_optional(t: Optional[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
     """Running statistics that a training call does not read may be None: the schemas want tensors."""
     return like.new_empty(0) if t is None else t
+
+
+def example(training: bool = True, tiny: bool = False) -> dict:
+    """A small valid call of the public function, by argument name (the tests that walk every op of the
+    registry use it: tests/test_dispatch.py, tests/test_op_validation.py); tiny: one output position (one
+    value per BatchNorm channel)."""
+    d, P = 8, 4
+    shape = (1, 1, 5, 3, P, P) if tiny else (2, 3, 5, 3, 9, 10)
+    vec = lambda lo: torch.rand(d) + lo  # noqa: E731
+    return {"frames": torch.randint(0, 256, shape, dtype=torch.uint8), "w_rgb": torch.randn(d, 3, 3, P, P) / 10,
+            "b_rgb": torch.randn(d) / 10, "w_mot": torch.randn(d, 12, 3, P, P) / 10, "b_mot": torch.randn(d) / 10,
+            "gamma_rgb": vec(0.5), "beta_rgb": vec(-0.5), "gamma_mot": vec(0.5), "beta_mot": vec(-0.5),
+            "running_mean_rgb": vec(-0.5), "running_var_rgb": vec(0.5), "running_mean_mot": vec(-0.5),
+            "running_var_mot": vec(0.5), "pixel_mean": (0.48, 0.46, 0.41), "pixel_std": (0.27, 0.26, 0.28),
+            "alpha": 0.5, "padding": (1, 0, 0), "training": training, "eps": 1e-5}

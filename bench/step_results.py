@@ -1,0 +1,121 @@
+"""The model-step table that leads RESULTS.md (issue #11), from the ``model_step`` benchmarks of
+bench/test_step.py (or the JSON that ``python bench/step.py run`` prints).
+
+    python bench/step_results.py RESULT.json [...]     # prints the Markdown table
+
+Per case: each variant's best training step (fwd + bwd + AdamW) and inference time over the
+interleaved rounds, its ratio to plain (< 1 is faster), activation bytes kept for backward (and the
+ratio to plain), peak memory, and for ``torch.compile`` the compile time. Then the issue #11 targets
+at ViT-B/16, B = 2, T = 8 where that case was run.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+ORDER = ("plain", "fused", "fused-fast", "fused+ckpt", "compile")
+GEOMETRY_TITLES = {"B16": "ViT-B/16 (d = 320)", "L14": "ViT-L/14 (d = 512)", "tiny": "tiny (CI)"}
+
+
+def _mib(n) -> str:
+    return "–" if n is None else f"{n / 2**20:,.0f} MiB"
+
+
+def _ratio(x) -> str:
+    return "–" if x is None else f"{x:.2f}×"
+
+
+def case_table(res: dict) -> list[str]:
+    v = res["variants"]
+    peak_kind = next((r.get("peak_kind") for r in v.values() if r.get("peak_kind")), None)
+    title = GEOMETRY_TITLES.get(res["geometry"], res["geometry"])
+    amp = f", {res['amp']} autocast" if res.get("amp") else ", float32"
+    lines = [f"**{title}, B = {res['batch']} clips × T = {res['frames']}** ({res['device']}{amp}, "
+             f"{res.get('threads', '?')} threads, best of {res['rounds']} interleaved rounds)", "",
+             "| variant | train step | vs plain (time) | speed vs plain | inference | vs plain (time) | "
+             f"step CPU time vs plain | activation bytes | vs plain | peak memory{' (' + peak_kind + ')' if peak_kind else ''} | compile time |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name in ORDER:
+        if name not in v:
+            continue
+        r = v[name]
+        peak = r.get("peak_bytes")
+        peak_s = "–" if peak is None else _mib(peak)
+        if r.get("peak_rss_bytes") is not None:
+            peak_s = f"{_mib(r['peak_rss_bytes'])} (+{_mib(peak)} over the built model)"
+        comp = "–"
+        if r.get("compile_s") is not None:
+            comp = f"{r['compile_s']:.0f} s (train) + {r.get('compile_infer_s', 0):.0f} s (eval)"
+        lines.append(
+            f"| {name} | {r['step_best_s']:.3f} s | {_ratio(r['step_vs_plain'])} | {_ratio(1 / r['step_vs_plain'])} | "
+            f"{r['infer_best_s']:.3f} s | {_ratio(r['infer_vs_plain'])} | {_ratio(r.get('step_cpu_vs_plain'))} | "
+            f"{_mib(r.get('activation_bytes'))} | "
+            f"{_ratio(r.get('activation_vs_plain'))} | {peak_s} | {comp} |")
+    lines.append("")
+    return lines
+
+
+def targets(res: dict) -> list[tuple[str, str, str]]:
+    """The issue #11 targets for one case (meant for ViT-B/16, B = 2, T = 8 on the CPU)."""
+    v = res["variants"]
+    out = []
+
+    def verdict(ok: bool) -> str:
+        return "PASS" if ok else "MISS"
+
+    f, c = v.get("fused"), v.get("fused+ckpt")
+    if f:
+        speed, act = 1 / f["step_vs_plain"], f.get("activation_vs_plain")
+        out.append(("fused step ≥ 1.25× plain's speed, ≤ 0.5× its activation bytes",
+                    f"{speed:.2f}× speed, {_ratio(act)} bytes", verdict(speed >= 1.25 and act is not None and act <= 0.5)))
+        out.append(("inference (fused) not slower than plain", f"{f['infer_vs_plain']:.2f}× time",
+                    verdict(f["infer_vs_plain"] <= 1.0)))
+    if c:
+        act = c.get("activation_vs_plain")
+        out.append(("fused + checkpointing ≤ 1.3× plain's step time, ≤ 0.15× its activation bytes",
+                    f"{c['step_vs_plain']:.2f}× time, {_ratio(act)} bytes",
+                    verdict(c["step_vs_plain"] <= 1.3 and act is not None and act <= 0.15)))
+    comp = v.get("compile")
+    if f and comp:
+        rel = comp["step_best_s"] / f["step_best_s"]
+        out.append(("fused step faster than torch.compile of plain", f"compile / fused = {rel:.2f}× "
+                    f"(compile {comp['step_best_s']:.2f} s, fused {f['step_best_s']:.2f} s)", verdict(rel >= 1.0)))
+    return out
+
+
+def section(results: list[dict]) -> list[str]:
+    """Markdown for a list of run_case results: every case's table, then the targets of the B/16 B = 2 case."""
+    if not results:
+        return []
+    lines = ["### Training step and inference of the whole model (issue #11)", "",
+             "Same weights for every variant, timed interleaved in one process (bench/step.py); "
+             "train step = forward + cross-entropy + backward + AdamW. `compile` = `torch.compile` of the plain "
+             "model (its activation bytes are not visible to saved-tensor hooks). `fused` = memory_mode \"lean\" "
+             "(the default: the side MLP keeps its input only), `fused-fast` = memory_mode \"fast\" (it also keeps "
+             "its pre-GELU hidden tensor, no GEMM recomputed).", ""]
+    for res in results:
+        lines += case_table(res)
+    target_case = next((r for r in results if r["geometry"] == "B16" and r["batch"] == 2), None)
+    if target_case:
+        lines += ["Targets (ViT-B/16, B = 2, T = 8):", "", "| target | measured | status |", "|---|---|---|"]
+        lines += [f"| {w} | {m} | {s} |" for w, m, s in targets(target_case)]
+        lines.append("")
+    return lines
+
+
+def from_benchmarks(benchmarks: list[dict]) -> list[dict]:
+    return [b["extra_info"]["step"] for b in benchmarks if b.get("extra_info", {}).get("kind") == "model_step"]
+
+
+def main(argv=None) -> int:
+    results = []
+    for path in (argv if argv is not None else sys.argv[1:]):
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        results += from_benchmarks(data["benchmarks"]) if "benchmarks" in data else [data]
+    print("\n".join(section(results)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
