@@ -235,6 +235,31 @@ class ClsTokenShift(OpBench):
         return int(_phase_sum(2 * n, 2 * n, phase))
 
 
+class TemporalAdjacentDiff(OpBench):
+    """x_t - x_{t-1} along frames (M2-CLIP's TED difference path) on (B, T, N, d)."""
+    name = "temporal_adjacent_diff"
+    memory_bound = True
+
+    def build(self, shape, settings):
+        x = torch.randn(shape.B, shape.T, shape.N, shape.d, device=settings.device, dtype=settings.dtype)
+        x.requires_grad_()
+        return State({"x": x}, torch.randn_like(x), [x])
+
+    def call(self, state, impl):
+        from tds_kernels.ops.temporal_adjacent_diff.reference import temporal_adjacent_diff_reference as ref
+
+        x = state.inputs["x"]
+        if impl == "eager":
+            return ref(x, False, "backward")
+        if impl == "compile":
+            return compiled(self.name, ref)(x, False, "backward")
+        return tds_kernels.temporal_adjacent_diff(x, False, "backward", backend=impl)
+
+    def bytes(self, shape, settings, phase):
+        n = shape.B * shape.T * shape.N * shape.d * _es(settings)
+        return int(_phase_sum(2 * n, 2 * n, phase))  # fwd: x, y; bwd: dy, dx (nothing saved)
+
+
 def _module(key, make):
     """Modules are shared by the shapes of one width, so torch.compile keeps one graph per width."""
     if key not in _MODULES:
@@ -379,7 +404,7 @@ class BNMLPBench(OpBench):
 
 # op name -> its benchmark (a new op of tds_kernels/ops/registry.py adds its OpBench subclass here)
 BENCHES: dict[str, type[OpBench]] = {b.name: b for b in (TemporalMaxDiff, ClsTokenShift, TDAdapterBench, SMEStemBench,
-                                                         BNMLPBench)}
+                                                         BNMLPBench, TemporalAdjacentDiff)}
 
 
 def op_benches() -> list[OpBench]:

@@ -26,11 +26,11 @@ TORCH_LIBRARY(tds, m) {
   m.def("cls_token_shift_forward(Tensor x) -> Tensor");
   m.def("cls_token_shift_backward(Tensor grad_out) -> Tensor");
 
-  // Temporal adjacent difference (M2-CLIP TED-Adapter, AM flow): y_t = x_t - x_{t+offset} (offset -1:
-  // backward, +1: forward), zero where frame t+offset is outside the clip; |.| when absolute.
+  // Temporal adjacent difference (M2-CLIP TED-Adapter, AM flow): y_t = x_t - x_{t-1} (direction "backward",
+  // y_0 = 0) or x_t - x_{t+1} ("forward", y_{T-1} = 0); |.| when absolute.
   // The backward reads x only when absolute (x may be None otherwise).
-  m.def("temporal_adjacent_diff(Tensor x, bool absolute, int offset) -> Tensor");
-  m.def("temporal_adjacent_diff_backward(Tensor grad_out, Tensor? x, bool absolute, int offset) -> Tensor");
+  m.def("temporal_adjacent_diff_forward(Tensor x, bool absolute, str direction) -> Tensor");
+  m.def("temporal_adjacent_diff_backward(Tensor grad_out, Tensor? x, bool absolute, str direction) -> Tensor");
 
   // Op 2: TD-Adapter path. Returns (out, mean1, var1, mean2, var2): in training the batch
   // statistics of the two BatchNorms (biased variance), in eval a copy of the running ones.

@@ -19,7 +19,7 @@ from tds_kernels.ops.temporal_adjacent_diff.reference import temporal_adjacent_d
 from backends import op_backends
 from parity import assert_parity
 
-HAS_CPU, HAS_CUDA, NEED_CPU, NEED_GPU, BACKENDS, FUSED = op_backends("temporal_adjacent_diff")
+HAS_CPU, HAS_CUDA, NEED_CPU, NEED_GPU, BACKENDS, FUSED = op_backends("temporal_adjacent_diff_forward")
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
 MODES = [(False, "backward"), (True, "forward"), (True, "backward"), (False, "forward")]
 # (B, T, N, C): T in {1, 2, 3, 8}, odd N and C, batch 1, a width past one Triton block (1024).
@@ -130,21 +130,20 @@ def test_gradcheck_cpu():
 
 @NEED_CPU
 def test_opcheck_tds_ops():
-    for absolute, offset in ((False, -1), (True, 1)):
+    for absolute, direction in ((False, "backward"), (True, "forward")):
         x = torch.randn(2, 3, 4, 5, requires_grad=True)
-        torch.library.opcheck(torch.ops.tds.temporal_adjacent_diff.default, (x, absolute, offset))
+        torch.library.opcheck(torch.ops.tds.temporal_adjacent_diff_forward.default, (x, absolute, direction))
         g = torch.randn(2, 3, 4, 5, requires_grad=True)
         torch.library.opcheck(torch.ops.tds.temporal_adjacent_diff_backward.default,
-                              (g, x.detach() if absolute else None, absolute, offset))
+                              (g, x.detach() if absolute else None, absolute, direction))
 
 
 def test_opcheck_triton_ops():
-    for absolute, offset in ((False, -1), (True, 1)):
+    for absolute, direction in ((False, "backward"), (True, "forward")):
         x = torch.randn(2, 3, 4, 5, requires_grad=True)
-        torch.library.opcheck(diff_op.triton_temporal_adjacent_diff, (x, absolute, offset))
+        torch.library.opcheck(diff_op.triton_forward, (x, absolute, direction))
         g = torch.randn(2, 3, 4, 5, requires_grad=True)
-        torch.library.opcheck(diff_op.triton_temporal_adjacent_diff_backward,
-                              (g, x.detach() if absolute else None, absolute, offset))
+        torch.library.opcheck(diff_op.triton_backward, (g, x.detach() if absolute else None, absolute, direction))
 
 
 def _grad(f, x, g):
@@ -206,8 +205,8 @@ def test_bad_input(backend, make, exc, match):
 @NEED_CPU
 def test_extension_op_checks_its_arguments():
     with pytest.raises(RuntimeError, match="must be \\(B, T, N, C\\)"):
-        torch.ops.tds.temporal_adjacent_diff(torch.randn(2, 3), False, -1)
-    with pytest.raises(RuntimeError, match="offset"):
-        torch.ops.tds.temporal_adjacent_diff(torch.randn(1, 2, 3, 4), False, 2)
+        torch.ops.tds.temporal_adjacent_diff_forward(torch.randn(2, 3), False, "backward")
+    with pytest.raises(RuntimeError, match="direction"):
+        torch.ops.tds.temporal_adjacent_diff_forward(torch.randn(1, 2, 3, 4), False, "left")
     with pytest.raises(RuntimeError, match="needs x"):
-        torch.ops.tds.temporal_adjacent_diff_backward(torch.randn(1, 2, 3, 4), None, True, -1)
+        torch.ops.tds.temporal_adjacent_diff_backward(torch.randn(1, 2, 3, 4), None, True, "backward")

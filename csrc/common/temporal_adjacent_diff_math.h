@@ -1,23 +1,18 @@
-// Per-element math of the temporal adjacent difference (tds::temporal_adjacent_diff), shared by the CPU
-// kernel (csrc/cpu/temporal_adjacent_diff.cpp) and the CUDA kernel (csrc/cuda/temporal_adjacent_diff_kernels.cu).
+// Per-element math of the temporal adjacent difference (tds::temporal_adjacent_diff_forward/_backward), shared
+// by the CPU kernel (csrc/cpu/temporal_adjacent_diff.cpp) and the CUDA kernel
+// (csrc/cuda/temporal_adjacent_diff_kernels.cu), so the CPU tests exercise the GPU's arithmetic.
 // Plain C++ only: no torch or CUDA headers here.
 //
 // x (B, T, R) with R = N*C flattened (rows of one frame are contiguous). `offset` names the neighbour:
-//   offset = -1 ("backward"): y_t = x_t - x_{t-1}, y_0 = 0        (M2-CLIP's TED-Adapter)
-//   offset = +1 ("forward"):  y_t = x_t - x_{t+1}, y_{T-1} = 0    (AM flow's |A_t - A_{t+1}|)
+//   offset = -1 (direction "backward"): y_t = x_t - x_{t-1}, y_0 = 0      (M2-CLIP's TED-Adapter)
+//   offset = +1 (direction "forward"):  y_t = x_t - x_{t+1}, y_{T-1} = 0  (AM flow's |A_t - A_{t+1}|)
 // and with `absolute` y_t = |...|. Backward, with h_t = g_t (times sign(x_t - x_{t+offset}) when absolute):
 //   dx_t = [t+offset in range] h_t - [t-offset in range] h_{t-offset}.
 // The difference is computed in float (double for double) and rounded once, as PyTorch does.
 #pragma once
 #include <cstdint>
 
-#ifndef TDS_HD
-#ifdef __CUDACC__
-#define TDS_HD __host__ __device__
-#else
-#define TDS_HD
-#endif
-#endif
+#include "common/base.h"
 
 namespace tds {
 namespace adjacent_diff {
@@ -41,15 +36,10 @@ TDS_HD inline acc_t slope(acc_t cur, acc_t nb, bool absolute) {
 
 }  // namespace adjacent_diff
 
-#ifndef TDS_DTYPE_ENUM
-#define TDS_DTYPE_ENUM
-enum class DType : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2, kFloat64 = 3 };
-#endif
-
 namespace cuda_launch {
 // y (B, T, R) = adjacent difference of x (B, T, R), both contiguous.
-int temporal_adjacent_diff(const void* x, void* y, DType dtype, int64_t B, int64_t T, int64_t R, bool absolute,
-                           int offset, void* stream);
+int temporal_adjacent_diff_forward(const void* x, void* y, DType dtype, int64_t B, int64_t T, int64_t R,
+                                   bool absolute, int offset, void* stream);
 // dx (B, T, R) from g = dL/dy (B, T, R); x is read only when absolute (may be null otherwise).
 int temporal_adjacent_diff_backward(const void* g, const void* x, void* dx, DType dtype, int64_t B, int64_t T,
                                     int64_t R, bool absolute, int offset, void* stream);

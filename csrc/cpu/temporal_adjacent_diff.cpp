@@ -1,9 +1,9 @@
-// CPU kernel of tds::temporal_adjacent_diff and its backward (the adjacent difference along frames).
+// CPU kernel of tds::temporal_adjacent_diff_forward and _backward (the adjacent difference along frames).
 //
 // x (B, T, R) contiguous (R = N*C). Each task takes one clip b and a chunk of R and walks the T frames:
 // every output row is one subtraction per element (a streaming loop the compiler vectorises), rows with
 // no neighbour are zeros. The element math (rounding once from float/double, |.|, sign) is shared with
-// the CUDA kernel (common/adjacent_diff_math.h).
+// the CUDA kernel (common/temporal_adjacent_diff_math.h).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -12,8 +12,9 @@
 #include <algorithm>
 #include <type_traits>
 
-#include "common/adjacent_diff_math.h"
 #include "common/alloc.h"
+#include "common/temporal_adjacent_diff_host.h"
+#include "common/temporal_adjacent_diff_math.h"
 
 namespace tds {
 namespace {
@@ -89,49 +90,39 @@ void backward_kernel(const scalar_t* g, const scalar_t* x, scalar_t* dx, int64_t
   });
 }
 
-void check(const at::Tensor& t, int64_t offset, const char* fn) {
-  TORCH_CHECK(t.dim() == 4, fn, ": x must be (B, T, N, C), got ", t.dim(), " dims");
-  TORCH_CHECK(offset == -1 || offset == 1, fn, ": offset must be -1 (backward) or +1 (forward), got ", offset);
-}
-
-at::Tensor forward_cpu(const at::Tensor& x_in, bool absolute, int64_t offset) {
-  const char* fn = "tds::temporal_adjacent_diff";
-  check(x_in, offset, fn);
+at::Tensor forward_cpu(const at::Tensor& x_in, bool absolute, c10::string_view direction) {
+  constexpr const char* fn = "tds::temporal_adjacent_diff_forward";
+  adjacent_diff::check_args(x_in, fn);
+  const int offset = adjacent_diff::offset_of(direction, fn);
   const at::Tensor x = x_in.contiguous();
   at::Tensor y = new_output(x.sizes(), x.options());
   if (x.numel() == 0) return y;
   const int64_t B = x.size(0), T = x.size(1), R = x.size(2) * x.size(3);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "tds::temporal_adjacent_diff", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), fn, [&] {
     if (absolute)
-      forward_kernel<scalar_t, true>(x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), B, T, R, int(offset));
+      forward_kernel<scalar_t, true>(x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), B, T, R, offset);
     else
-      forward_kernel<scalar_t, false>(x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), B, T, R, int(offset));
+      forward_kernel<scalar_t, false>(x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), B, T, R, offset);
   });
   return y;
 }
 
 at::Tensor backward_cpu(const at::Tensor& g_in, const std::optional<at::Tensor>& x_opt, bool absolute,
-                        int64_t offset) {
-  const char* fn = "tds::temporal_adjacent_diff_backward";
-  check(g_in, offset, fn);
-  TORCH_CHECK(!absolute || x_opt.has_value(), fn, ": absolute=True needs x");
+                        c10::string_view direction) {
+  constexpr const char* fn = "tds::temporal_adjacent_diff_backward";
+  const at::Tensor x = adjacent_diff::backward_x(g_in, x_opt, absolute, fn);
+  const int offset = adjacent_diff::offset_of(direction, fn);
   const at::Tensor g = g_in.contiguous();
-  at::Tensor x;
-  if (absolute) {
-    TORCH_CHECK(x_opt->sizes() == g.sizes(), fn, ": x has shape ", x_opt->sizes(), ", grad_out ", g.sizes());
-    TORCH_CHECK(x_opt->scalar_type() == g.scalar_type(), fn, ": x and grad_out dtypes differ");
-    x = x_opt->contiguous();
-  }
   at::Tensor dx = new_output(g.sizes(), g.options());
   if (g.numel() == 0) return dx;
   const int64_t B = g.size(0), T = g.size(1), R = g.size(2) * g.size(3);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "tds::temporal_adjacent_diff_backward", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), fn, [&] {
     if (absolute)
       backward_kernel<scalar_t, true>(g.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
-                                      dx.mutable_data_ptr<scalar_t>(), B, T, R, int(offset));
+                                      dx.mutable_data_ptr<scalar_t>(), B, T, R, offset);
     else
       backward_kernel<scalar_t, false>(g.const_data_ptr<scalar_t>(), nullptr, dx.mutable_data_ptr<scalar_t>(), B, T,
-                                       R, int(offset));
+                                       R, offset);
   });
   return dx;
 }
@@ -140,6 +131,6 @@ at::Tensor backward_cpu(const at::Tensor& g_in, const std::optional<at::Tensor>&
 }  // namespace tds
 
 TORCH_LIBRARY_IMPL(tds, CPU, m) {
-  m.impl("temporal_adjacent_diff", &tds::forward_cpu);
+  m.impl("temporal_adjacent_diff_forward", &tds::forward_cpu);
   m.impl("temporal_adjacent_diff_backward", &tds::backward_cpu);
 }

@@ -1,5 +1,5 @@
-// CUDA kernels of tds::temporal_adjacent_diff and its backward. Only CUDA headers and the shared element
-// math (common/adjacent_diff_math.h) here; the ATen wrapper is temporal_adjacent_diff.cpp.
+// CUDA kernels of tds::temporal_adjacent_diff_forward and _backward. Only CUDA headers and the shared element
+// math (common/temporal_adjacent_diff_math.h) here; the ATen wrapper is temporal_adjacent_diff.cpp.
 //
 // x (B, T, R) contiguous. A flat grid over output elements (grid-stride loop): each thread reads its
 // element of frame t and of the neighbour frame t + offset (both coalesced: consecutive threads, consecutive
@@ -11,7 +11,7 @@
 
 #include <cstdint>
 
-#include "common/adjacent_diff_math.h"
+#include "common/temporal_adjacent_diff_math.h"
 
 namespace tds {
 namespace {
@@ -97,15 +97,17 @@ cudaError_t backward_t(const void* g, const void* x, void* dx, int64_t B, int64_
 
 namespace cuda_launch {
 
-int temporal_adjacent_diff(const void* x, void* y, DType dtype, int64_t B, int64_t T, int64_t R, bool absolute,
-                           int offset, void* stream) {
+int temporal_adjacent_diff_forward(const void* x, void* y, DType dtype, int64_t B, int64_t T, int64_t R,
+                                   bool absolute, int offset, void* stream) {
   auto st = static_cast<cudaStream_t>(stream);
   switch (dtype) {
     case DType::kFloat32: return int(forward_t<float>(x, y, B, T, R, absolute, offset, st));
     case DType::kFloat64: return int(forward_t<double>(x, y, B, T, R, absolute, offset, st));
     case DType::kFloat16: return int(forward_t<__half>(x, y, B, T, R, absolute, offset, st));
-    default: return int(forward_t<__nv_bfloat16>(x, y, B, T, R, absolute, offset, st));
+    case DType::kBFloat16: return int(forward_t<__nv_bfloat16>(x, y, B, T, R, absolute, offset, st));
+    default: break;
   }
+  return int(cudaErrorInvalidValue);
 }
 
 int temporal_adjacent_diff_backward(const void* g, const void* x, void* dx, DType dtype, int64_t B, int64_t T,
@@ -115,8 +117,10 @@ int temporal_adjacent_diff_backward(const void* g, const void* x, void* dx, DTyp
     case DType::kFloat32: return int(backward_t<float>(g, x, dx, B, T, R, absolute, offset, st));
     case DType::kFloat64: return int(backward_t<double>(g, x, dx, B, T, R, absolute, offset, st));
     case DType::kFloat16: return int(backward_t<__half>(g, x, dx, B, T, R, absolute, offset, st));
-    default: return int(backward_t<__nv_bfloat16>(g, x, dx, B, T, R, absolute, offset, st));
+    case DType::kBFloat16: return int(backward_t<__nv_bfloat16>(g, x, dx, B, T, R, absolute, offset, st));
+    default: break;
   }
+  return int(cudaErrorInvalidValue);
 }
 
 }  // namespace cuda_launch

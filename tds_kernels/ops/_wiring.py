@@ -49,11 +49,13 @@ def has_schema(namespace: str, name: str) -> bool:
 
 def wire_library(namespace: str, name: str, *, fake_forward: Callable, fake_backward: Callable,
                  setup_context: Callable, make_backward: Callable[[OpPair], Callable],
-                 make_double_backward: Callable[[OpPair], Callable] | None = None) -> bool:
+                 make_double_backward: Callable[[OpPair], Callable] | None = None,
+                 setup_double_backward: Callable = _setup_nothing) -> bool:
     """Register fakes, autograd and autocast of ``<namespace>::<name>_forward/_backward``.
 
     make_backward(ops) returns the forward op's backward ``fn(ctx, *grad_outputs)``;
-    make_double_backward(ops), if given, the backward op's (its setup_context saves nothing).
+    make_double_backward(ops), if given, the backward op's, with ``setup_double_backward`` as its
+    setup_context (default: saves nothing; an op whose backward is not linear in its inputs alone saves them).
     Returns False when the namespace does not define the op (``tds`` without the extension)."""
     if not has_schema(namespace, name):
         return False
@@ -63,7 +65,7 @@ def wire_library(namespace: str, name: str, *, fake_forward: Callable, fake_back
     torch.library.register_fake(bwd)(fake_backward)
     torch.library.register_autograd(fwd, make_backward(ops), setup_context=setup_context)
     double = make_double_backward(ops) if make_double_backward else _no_double_backward(name)
-    torch.library.register_autograd(bwd, double, setup_context=_setup_nothing)
+    torch.library.register_autograd(bwd, double, setup_context=setup_double_backward)
     for qual in (fwd, bwd):
         _autocast.register_passthrough(qual)
     return True

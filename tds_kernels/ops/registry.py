@@ -66,6 +66,8 @@ OPS: tuple[OpSpec, ...] = (
            ("sme_stem", "SMEStem"), module="SMEStem"),
     OpSpec("bn_mlp", "Side-block MLP: BN → Linear(d, 4d) → GELU → Linear(4d, d)",
            ("bn_mlp", "bn_mlp_modules", "side_mlp")),
+    OpSpec("temporal_adjacent_diff", "Temporal adjacent difference x_t - x_{t-1} (B, T, N, c), M2-CLIP TED",
+           ("temporal_adjacent_diff",)),
 )
 
 NAMES: tuple[str, ...] = tuple(op.name for op in OPS)

@@ -41,13 +41,11 @@ def attention_distribution(col: torch.Tensor, am_heads: str) -> torch.Tensor:
 
 def temporal_adjacent_absdiff(x: torch.Tensor) -> torch.Tensor:
     """``|x_t − x_{t+1}|`` along dim 1 of ``x`` ``(B, T, N, C)``, zero at the last frame (which has no
-    successor): the same layout and result as ``temporal_adjacent_diff(x, absolute=True)`` of the
-    M2-CLIP op set (issue 15), which replaces this plain-PyTorch form once it is on main."""
-    if x.dim() != 4:
-        raise ValueError(f"temporal_adjacent_absdiff: x must be (B, T, N, C), got shape {tuple(x.shape)}")
-    out = torch.zeros_like(x)
-    out[:, :-1] = (x[:, :-1] - x[:, 1:]).abs()
-    return out
+    successor): the fused op ``tds_kernels.temporal_adjacent_diff(x, absolute=True, direction="forward")``
+    (one pass, autograd keeps only x; a ValueError for anything but a 4-D float tensor)."""
+    import tds_kernels
+
+    return tds_kernels.temporal_adjacent_diff(x, absolute=True, direction="forward")
 
 
 def am_flow(a: torch.Tensor, a_next: torch.Tensor | None = None) -> torch.Tensor:

@@ -4,35 +4,14 @@ from __future__ import annotations
 import torch
 
 from ... import _dispatch
-from . import op
-from .reference import DIRECTIONS, temporal_adjacent_diff_reference
+from .._wiring import register_backends
+from . import op  # noqa: F401  (registers fake kernels, autograd and the Triton ops)
+from .reference import temporal_adjacent_diff_reference
+from .validate import check
 
 OP = "temporal_adjacent_diff"
-DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-# Every backend takes a contiguous x and the neighbour offset (-1 backward, +1 forward), except the
-# reference, which takes the public arguments.
-for _name, _fn in {"reference": lambda x, absolute, offset: temporal_adjacent_diff_reference(
-                       x, absolute, "backward" if offset < 0 else "forward"),
-                   "cpu": op.run_extension, "cuda": op.run_extension, "triton": op.run_triton}.items():
-    _dispatch.register(OP, _name, _fn)
-
-
-def _validate(x, absolute, direction) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"temporal_adjacent_diff: x must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"temporal_adjacent_diff: x must be 4-D (B, T, N, C) with frames on dim 1, "
-                         f"got shape {tuple(x.shape)}")
-    if x.dtype not in DTYPES:
-        raise TypeError(f"temporal_adjacent_diff: x has dtype {x.dtype}; supported: float16, bfloat16, float32, "
-                        "float64")
-    if any(s == 0 for s in x.shape):
-        raise ValueError(f"temporal_adjacent_diff: x has a zero-size dimension, shape {tuple(x.shape)} (B, T, N, C)")
-    if not isinstance(absolute, bool):
-        raise TypeError(f"temporal_adjacent_diff: absolute must be a bool, got {absolute!r}")
-    if direction not in DIRECTIONS:
-        raise ValueError(f"temporal_adjacent_diff: direction must be 'backward' or 'forward', got {direction!r}")
+# Every backend takes (x, absolute, direction) with x contiguous.
+register_backends(OP, reference=temporal_adjacent_diff_reference)
 
 
 def temporal_adjacent_diff(x: torch.Tensor, absolute: bool = False, direction: str = "backward",
@@ -56,7 +35,8 @@ def temporal_adjacent_diff(x: torch.Tensor, absolute: bool = False, direction: s
     Returns:
         (B, T, N, C) tensor, contiguous, same dtype and device as x. Each difference is computed in
         float32 (float64 for float64) and rounded once, as PyTorch's subtraction does, so the compiled
-        backends equal the reference bit for bit (the Triton interpreter truncates bf16 casts). Autograd saves nothing unless ``absolute`` (then x).
+        backends equal the reference bit for bit (the Triton interpreter truncates bf16 casts). Autograd
+        saves nothing unless ``absolute`` (then x).
     """
-    _validate(x, absolute, direction)
-    return _dispatch.call(OP, backend, x.device, x.contiguous(), absolute, DIRECTIONS[direction])
+    check(x, absolute, direction)
+    return _dispatch.call(OP, backend, x.device, x.contiguous(), absolute, direction)  # resolves the backend once

@@ -1,99 +1,75 @@
-"""torch.library wiring of the temporal adjacent difference: fake kernels and autograd.
+"""torch.library wiring of the temporal adjacent difference (through tds_kernels/ops/_wiring.py).
 
-* ``tds::temporal_adjacent_diff`` / ``..._backward``: schemas in csrc/registration.cpp, kernels in
-  csrc/cpu and csrc/cuda; fake kernels and autograd registered here when the compiled extension is loaded.
-* ``tds_triton::temporal_adjacent_diff`` / ``..._backward``: the Triton launchers (triton.py) as custom ops.
+* ``tds::temporal_adjacent_diff_forward`` / ``_backward``: the compiled kernels (csrc/cpu, csrc/cuda).
+* ``tds_triton::temporal_adjacent_diff_forward`` / ``_backward``: the Triton launchers (triton.py).
 
-Without ``absolute`` the op is linear: autograd saves nothing and the backward op (the transpose) has the
-forward op as its gradient. With ``absolute`` autograd saves x; the backward is linear in grad_out with
-gradient ``sign(D x) * D v`` (D the plain difference), and zero almost everywhere in x.
+Without ``absolute`` the op is linear: autograd saves nothing, and the backward op (the transpose) has the
+forward op as its gradient. With ``absolute`` autograd saves x, the one input the gradient
+``sign(D x) * g`` (D the plain difference) needs; the backward op is linear in grad_out with gradient
+``sign(D x) * D v`` and zero almost everywhere in x, so double backward saves x too.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
-from ... import _ext
+from .._wiring import wire_library
 
 
-def _fake(x: torch.Tensor, absolute: bool, offset: int) -> torch.Tensor:
+def _fake(x: torch.Tensor, absolute: bool, direction: str) -> torch.Tensor:
     return x.new_empty(x.shape)  # the kernels return a fresh contiguous tensor
 
 
-def _fake_backward(grad_out: torch.Tensor, x, absolute: bool, offset: int) -> torch.Tensor:
+def _fake_backward(grad_out: torch.Tensor, x, absolute: bool, direction: str) -> torch.Tensor:
     return grad_out.new_empty(grad_out.shape)
 
 
 def _setup(ctx, inputs, output):
-    x, absolute, offset = inputs
-    ctx.absolute, ctx.offset = absolute, offset
+    x, absolute, direction = inputs
+    ctx.absolute, ctx.direction = absolute, direction
     ctx.save_for_backward(x if absolute else None)
 
 
-def _setup_backward(ctx, inputs, output):
-    _grad, x, absolute, offset = inputs
-    ctx.absolute, ctx.offset = absolute, offset
+def _setup_double(ctx, inputs, output):
+    _grad, x, absolute, direction = inputs
+    ctx.absolute, ctx.direction = absolute, direction
     ctx.save_for_backward(x if absolute else None)
 
 
-def _make_autograd(forward, backward):
-    """(autograd of the forward op, autograd of the backward op) for one family of ops."""
-
-    def fwd_grad(ctx, grad):
+def _make_backward(ops):
+    def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return backward(grad, x, ctx.absolute, ctx.offset), None, None
+        return ops.backward(grad, x, ctx.absolute, ctx.direction), None, None
+    return backward
 
-    def bwd_grad(ctx, grad):
+
+def _make_double_backward(ops):
+    def double_backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        dgrad = forward(grad, False, ctx.offset)
+        dgrad = ops.forward(grad, False, ctx.direction)
         if ctx.absolute:
-            dgrad = dgrad * forward(x, False, ctx.offset).sign()
+            dgrad = dgrad * ops.forward(x, False, ctx.direction).sign()
         return dgrad, None, None, None
-
-    return fwd_grad, bwd_grad
-
-
-# ---- C++ / CUDA extension ops (tds::) ------------------------------------------------------------
-
-# hasattr: an extension built before this op was added loads without its schema (rebuild to get the op)
-if _ext.has_extension() and hasattr(torch.ops.tds, "temporal_adjacent_diff"):
-    torch.library.register_fake("tds::temporal_adjacent_diff")(_fake)
-    torch.library.register_fake("tds::temporal_adjacent_diff_backward")(_fake_backward)
-    _tds_fwd_grad, _tds_bwd_grad = _make_autograd(
-        lambda x, a, o: torch.ops.tds.temporal_adjacent_diff(x, a, o),
-        lambda g, x, a, o: torch.ops.tds.temporal_adjacent_diff_backward(g, x, a, o))
-    torch.library.register_autograd("tds::temporal_adjacent_diff", _tds_fwd_grad, setup_context=_setup)
-    torch.library.register_autograd("tds::temporal_adjacent_diff_backward", _tds_bwd_grad,
-                                    setup_context=_setup_backward)
+    return double_backward
 
 
-def run_extension(x: torch.Tensor, absolute: bool, offset: int) -> torch.Tensor:
-    """The "cpu" and "cuda" backends: the dispatcher picks the kernel from x's device."""
-    return torch.ops.tds.temporal_adjacent_diff(x, absolute, offset)
-
-
-# ---- Triton ops (tds_triton::) -------------------------------------------------------------------
-
-@torch.library.custom_op("tds_triton::temporal_adjacent_diff", mutates_args=())
-def triton_temporal_adjacent_diff(x: torch.Tensor, absolute: bool, offset: int) -> torch.Tensor:
+@torch.library.custom_op("tds_triton::temporal_adjacent_diff_forward", mutates_args=())
+def triton_forward(x: torch.Tensor, absolute: bool, direction: str) -> torch.Tensor:
     from . import triton as kernels  # triton is imported only when a Triton op runs
 
-    return kernels.forward(x.contiguous(), absolute, offset)
+    return kernels.forward(x.contiguous(), absolute, direction)
 
 
 @torch.library.custom_op("tds_triton::temporal_adjacent_diff_backward", mutates_args=())
-def triton_temporal_adjacent_diff_backward(grad_out: torch.Tensor, x: torch.Tensor | None, absolute: bool,
-                                           offset: int) -> torch.Tensor:
+def triton_backward(grad_out: torch.Tensor, x: Optional[torch.Tensor], absolute: bool,
+                    direction: str) -> torch.Tensor:
     from . import triton as kernels
 
-    return kernels.backward(grad_out.contiguous(), None if x is None else x.contiguous(), absolute, offset)
+    return kernels.backward(grad_out.contiguous(), None if x is None else x.contiguous(), absolute, direction)
 
 
-triton_temporal_adjacent_diff.register_fake(_fake)
-triton_temporal_adjacent_diff_backward.register_fake(_fake_backward)
-_tt_fwd_grad, _tt_bwd_grad = _make_autograd(triton_temporal_adjacent_diff, triton_temporal_adjacent_diff_backward)
-triton_temporal_adjacent_diff.register_autograd(_tt_fwd_grad, setup_context=_setup)
-triton_temporal_adjacent_diff_backward.register_autograd(_tt_bwd_grad, setup_context=_setup_backward)
-
-
-def run_triton(x: torch.Tensor, absolute: bool, offset: int) -> torch.Tensor:
-    return triton_temporal_adjacent_diff(x, absolute, offset)
+for _namespace in ("tds", "tds_triton"):
+    wire_library(_namespace, "temporal_adjacent_diff", fake_forward=_fake, fake_backward=_fake_backward,
+                 setup_context=_setup, make_backward=_make_backward, make_double_backward=_make_double_backward,
+                 setup_double_backward=_setup_double)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-DIRECTIONS = {"backward": -1, "forward": 1}  # the neighbour's frame offset
+DIRECTIONS = ("backward", "forward")
 
 
 def temporal_adjacent_diff_reference(x: torch.Tensor, absolute: bool = False,

@@ -1,4 +1,4 @@
-"""Triton kernels of the temporal adjacent difference and their launchers.
+"""Triton kernels of the temporal adjacent difference, their launchers and ``TRITON_COMPILE_SPECS``.
 
 x (B, T, R) contiguous (R = N*C). A 2-D grid: axis 0 over blocks of R, axis 1 over the B*T frames. Each
 program loads its frame's block and the neighbour frame's (t + OFFSET), subtracts in float32 (float64
@@ -14,6 +14,8 @@ import triton
 import triton.language as tl
 
 from ..._alloc import empty_like
+
+OFFSETS = {"backward": -1, "forward": 1}  # the neighbour's frame offset of each direction
 
 
 @triton.jit
@@ -80,8 +82,9 @@ def _block(R: int) -> int:
     return min(triton.next_power_of_2(R), 1024)
 
 
-def forward(x: torch.Tensor, absolute: bool, offset: int) -> torch.Tensor:
-    """y = temporal_adjacent_diff(x); x (B, T, N, C) contiguous."""
+def forward(x: torch.Tensor, absolute: bool, direction: str) -> torch.Tensor:
+    """y = temporal_adjacent_diff(x, absolute, direction); x (B, T, N, C) contiguous."""
+    offset = OFFSETS[direction]
     B, T = x.shape[:2]
     R = x[0, 0].numel()
     y = empty_like(x)
@@ -93,8 +96,9 @@ def forward(x: torch.Tensor, absolute: bool, offset: int) -> torch.Tensor:
     return y
 
 
-def backward(grad_out: torch.Tensor, x: torch.Tensor | None, absolute: bool, offset: int) -> torch.Tensor:
+def backward(grad_out: torch.Tensor, x: torch.Tensor | None, absolute: bool, direction: str) -> torch.Tensor:
     """dx for grad_out = dL/dy (B, T, N, C) contiguous; x is read only when absolute."""
+    offset = OFFSETS[direction]
     if absolute and x is None:
         raise ValueError("temporal_adjacent_diff backward: absolute=True needs x")
     B, T = grad_out.shape[:2]
@@ -111,7 +115,7 @@ def backward(grad_out: torch.Tensor, x: torch.Tensor | None, absolute: bool, off
 
 # Compile-only specs for tests/test_triton_compile.py (sm_90 without a GPU).
 TRITON_COMPILE_SPECS = [
-    dict(name=f"adjacent_diff_{kind}_{dt}_{'abs' if a else 'signed'}_{o}", kernel=kernel,
+    dict(name=f"temporal_adjacent_diff_{kind}_{dt}_{'abs' if a else 'signed'}_{o}", kernel=kernel,
          signature={**{p: f"*{dt}" for p in ptrs}, "T": "i32", "R": "i32", "OFFSET": "constexpr",
                     "ABSOLUTE": "constexpr", "IS_F64": "constexpr", "BLOCK": "constexpr"},
          constexprs={"OFFSET": o, "ABSOLUTE": a, "IS_F64": dt == "fp64", "BLOCK": 1024})
