@@ -103,12 +103,34 @@ def package_version(plan: BuildPlan, argv: list[str]) -> str:
     return f"{base_version()}+{plan.local_version}"
 
 
-def _find_nvcc(cuda_home: str | None) -> str | None:
-    if cuda_home:
-        cand = os.path.join(cuda_home, "bin", "nvcc")
+def _is_toolkit(d: str | None, exists=os.path.exists) -> bool:
+    """A CUDA toolkit folder: nvcc and the runtime headers (with their crt/ subfolder) side by side."""
+    return bool(d) and exists(os.path.join(d, "bin", "nvcc")) and exists(
+        os.path.join(d, "include", "crt", "host_defines.h"))
+
+
+def cuda_home(env, nvcc_on_path: str | None, exists=os.path.exists, realpath=os.path.realpath) -> str | None:
+    """The CUDA toolkit to build against: CUDA_HOME / CUDA_PATH when set, else the toolkit of the nvcc on
+    PATH, else /usr/local/cuda. torch's own guess (the parent of the nvcc on PATH) is wrong when that nvcc
+    is a wrapper script or a link outside the toolkit (/usr/local/bin/nvcc -> CUDA_HOME=/usr/local, whose
+    include/ has no crt/host_defines.h, so every CUDA host file fails to compile); this one checks that
+    the folder is a toolkit. Pure (filesystem probes passed in), so tests can ask about other machines."""
+    for name in ("CUDA_HOME", "CUDA_PATH"):
+        if env.get(name):
+            return env[name]  # the user's word; a wrong one fails the build with nvcc's own message
+    candidates = []
+    if nvcc_on_path:
+        candidates += [os.path.dirname(os.path.dirname(p)) for p in (nvcc_on_path, realpath(nvcc_on_path))]
+    candidates.append("/usr/local/cuda")
+    return next((d for d in candidates if _is_toolkit(d, exists)), None)
+
+
+def _find_nvcc(home: str | None) -> str | None:
+    if home:
+        cand = os.path.join(home, "bin", "nvcc")
         if os.path.exists(cand):
             return cand
-    return shutil.which("nvcc")
+    return None
 
 
 def _nvidia_pip_include_dirs() -> list[str]:
@@ -144,7 +166,8 @@ def _extensions(plan: BuildPlan):
     """(ext_modules, cmdclass) for the plan."""
     if not plan.build_ext:
         return [], {}
-    cpu_sources = _sources("csrc/*.cpp") + _sources("csrc/cpu/*.cpp")
+    # csrc/host/: the device-generic orchestration that CPU and CUDA kernels share (built in every variant)
+    cpu_sources = _sources("csrc/*.cpp") + _sources("csrc/host/*.cpp") + _sources("csrc/cpu/*.cpp")
     if plan.error:
         # declared (so an sdist still lists the sources), but building it stops with the message
         return [Extension("tds_kernels._C", cpu_sources)], {"build_ext": _refusing_build_ext(plan.error)}
@@ -187,12 +210,16 @@ def _machine_plan() -> BuildPlan:
     env = os.environ
     if _flag(env, SKIP_EXT):
         return build_plan(env, None, None, None, False)
+    home = cuda_home(env, shutil.which("nvcc"))
+    if home and not env.get("CUDA_HOME"):
+        # read by torch.utils.cpp_extension when it is imported, for nvcc and the CUDA include folder
+        os.environ["CUDA_HOME"] = home
     try:
         import torch
-        from torch.utils import cpp_extension
+        from torch.utils import cpp_extension  # noqa: F401  (CUDA_HOME is read at import)
     except ImportError:
         return build_plan(env, None, None, None, False)
-    nvcc = _find_nvcc(cpp_extension.CUDA_HOME)
+    nvcc = _find_nvcc(home)
     # Asking for a GPU only matters when the CUDA kernels could be built at all.
     gpu = bool(torch.version.cuda and nvcc) and torch.cuda.is_available()
     return build_plan(env, torch.__version__, torch.version.cuda, nvcc, gpu)

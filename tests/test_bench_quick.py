@@ -139,3 +139,24 @@ def test_every_registered_op_has_a_benchmark_and_a_title():
 
     assert [b.name for b in harness.op_benches()] == list(REGISTERED)
     assert tuple(make_results.OP_ORDER) == tuple(REGISTERED) and set(make_results.OP_TITLES) == set(REGISTERED)
+
+
+def test_step_runs_lead_the_report_in_order(tmp_path):
+    """bench/step_runs/*.json (what the user feels) come first, ordered by "order", each under its label."""
+    def run(order, label, fused_vs_plain):
+        var = {"plain": {"step_best_s": 7.0, "step_vs_plain": 1.0, "infer_best_s": 4.0, "infer_vs_plain": 1.0,
+                         "activation_bytes": 2**30, "activation_vs_plain": 1.0},
+               "fused": {"step_best_s": 7.0 * fused_vs_plain, "step_vs_plain": fused_vs_plain, "infer_best_s": 4.0,
+                         "infer_vs_plain": 1.0, "activation_bytes": 2**29, "activation_vs_plain": 0.5}}
+        return {"order": order, "label": label, "case": "B16-B2", "geometry": "B16", "batch": 2, "frames": 8,
+                "device": "cpu", "rounds": 2, "threads": 2, "amp": None, "variants": var}
+    folder = tmp_path / "step_runs"
+    folder.mkdir()
+    (folder / "a.json").write_text(json.dumps(run(2, "After", 0.75)))
+    (folder / "b.json").write_text(json.dumps(run(1, "Before", 1.05)))
+    text = "\n".join(make_results.step_runs_section(make_results.load_step_runs(str(folder))))
+    assert text.index("#### Before") < text.index("#### After")
+    after = text[text.index("#### After"):]
+    assert "1.33× speed, 0.50× bytes | PASS" in after
+    assert "0.95× speed" in text[:text.index("#### After")]
+    assert make_results.step_runs_section([]) == []

@@ -55,6 +55,29 @@ def test_forcing_cuda_where_it_cannot_build_is_an_error(cuda, nvcc, missing):
     assert plan.error and missing in plan.error
 
 
+TOOLKIT_FILES = {"/usr/local/cuda-13.0/bin/nvcc", "/usr/local/cuda-13.0/include/crt/host_defines.h",
+                 "/usr/local/cuda/bin/nvcc", "/usr/local/cuda/include/crt/host_defines.h"}
+
+
+@pytest.mark.parametrize("env, on_path, real, home", [
+    # a wrapper script on PATH (this machine): torch would guess /usr/local, whose include/ lacks crt/
+    ({}, "/usr/local/bin/nvcc", "/usr/local/bin/nvcc", "/usr/local/cuda"),
+    # a link on PATH into a toolkit: the toolkit it points into
+    ({}, "/usr/bin/nvcc", "/usr/local/cuda-13.0/bin/nvcc", "/usr/local/cuda-13.0"),
+    ({}, "/usr/local/cuda-13.0/bin/nvcc", "/usr/local/cuda-13.0/bin/nvcc", "/usr/local/cuda-13.0"),
+    ({}, None, None, "/usr/local/cuda"),                            # no nvcc on PATH: the default folder
+    ({"CUDA_HOME": "/opt/cuda"}, "/usr/local/bin/nvcc", None, "/opt/cuda"),   # the user's word wins
+    ({"CUDA_PATH": "/opt/cuda"}, None, None, "/opt/cuda"),
+])
+def test_cuda_home_is_a_toolkit_folder_not_the_parent_of_a_wrapper(env, on_path, real, home):
+    assert SETUP["cuda_home"](env, on_path, exists=TOOLKIT_FILES.__contains__,
+                              realpath=lambda p: real) == home
+
+
+def test_no_toolkit_anywhere_is_no_cuda_home():
+    assert SETUP["cuda_home"]({}, "/usr/local/bin/nvcc", exists=lambda p: False, realpath=lambda p: p) is None
+
+
 def _run_setup_without_torch(args, cwd, env=None):
     """setup.py as pip's isolated build environment runs it: torch cannot be imported."""
     code = ("import runpy, sys; sys.modules['torch'] = None; "  # a None entry makes `import torch` fail

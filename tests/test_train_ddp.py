@@ -9,22 +9,11 @@ import socket
 
 import torch
 import torch.multiprocessing as mp
-from torch import nn
 
 from tdsclip.engine.sampler import shard_indices
 
 
-class ToyVideoNet(nn.Module):
-    def __init__(self, num_classes=4):
-        super().__init__()
-        self.frozen = nn.Linear(12, 16)
-        self.frozen.requires_grad_(False)
-        self.bn = nn.BatchNorm1d(16)
-        self.head = nn.Linear(16, num_classes)
-
-    def forward(self, clips):
-        x = clips.float().mean(dim=(-1, -2)).flatten(1)[:, :12] / 255
-        return self.head(self.bn(self.frozen(x)))
+from toy_models import ToyVideoNet  # tests/toy_models.py
 
 
 def _free_port() -> int:

@@ -20,17 +20,7 @@ from tdsclip.engine.schedule import WarmupCosineSchedule, warmup_cosine_factor
 from tdsclip.engine.trainer import NonFiniteLossError, Trainer
 
 
-class ToyVideoNet(nn.Module):
-    def __init__(self, num_classes=4):
-        super().__init__()
-        self.frozen = nn.Linear(12, 16)
-        self.frozen.requires_grad_(False)
-        self.bn = nn.BatchNorm1d(16)
-        self.head = nn.Linear(16, num_classes)
-
-    def forward(self, clips):  # (B, T, 5, 3, H, W)
-        x = clips.float().mean(dim=(-1, -2)).flatten(1)[:, :12] / 255
-        return self.head(self.bn(self.frozen(x)))
+from toy_models import ToyVideoNet  # tests/toy_models.py
 
 
 def toy_data(n=64, seed=0):

@@ -11,7 +11,6 @@ import sys
 import time
 
 import torch
-from torch import nn
 
 from tdsclip.engine.config import from_dict
 from tdsclip.engine.datasource import TensorDataSource
@@ -20,17 +19,7 @@ STEPS_PER_EPOCH = 12
 EPOCHS = 2
 
 
-class ToyVideoNet(nn.Module):
-    def __init__(self, num_classes=4):
-        super().__init__()
-        self.frozen = nn.Linear(12, 16)
-        self.frozen.requires_grad_(False)
-        self.bn = nn.BatchNorm1d(16)
-        self.head = nn.Linear(16, num_classes)
-
-    def forward(self, clips):
-        x = clips.float().mean(dim=(-1, -2)).flatten(1)[:, :12] / 255
-        return self.head(self.bn(self.frozen(x)))
+from toy_models import ToyVideoNet  # tests/toy_models.py
 
 
 def make(out, delay=0.0):

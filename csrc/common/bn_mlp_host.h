@@ -1,6 +1,6 @@
 // Host-side orchestration of the fused BN → Linear → GELU → Linear block, shared by the CPU and CUDA
 // kernels: the matrix products go through ATen (MKL / cuBLAS), the per-element work and the column
-// statistics through a device's `Kernels`. Implemented in csrc/cpu/bn_mlp.cpp (always built);
+// statistics through a device's `Kernels`. Implemented in csrc/host/bn_mlp.cpp (always built);
 // csrc/cuda/bn_mlp.cpp passes its own Kernels. g++ only (uses ATen).
 //
 // Memory: autograd keeps only x and the batch statistics. The hidden activations (rows x H: h and

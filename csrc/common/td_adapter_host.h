@@ -1,6 +1,6 @@
 // Host-side orchestration of the fused TD-Adapter, shared by the CPU and CUDA kernels: the matrix
 // products and the tiny per-channel algebra go through ATen (MKL / cuBLAS), the narrow elementwise
-// work and the statistics through a device's `Kernels`. Implemented in csrc/cpu/td_adapter.cpp
+// work and the statistics through a device's `Kernels`. Implemented in csrc/host/td_adapter.cpp
 // (always built); csrc/cuda/td_adapter.cpp passes its own Kernels. g++ only (uses ATen).
 //
 // Tensors handed to the kernels are contiguous; "acc" is float32 (float64 for float64 inputs);

@@ -375,7 +375,7 @@ def backward(grad_out, u, w_down, w_up, gamma1, beta1, gamma2, beta2, mean1, var
     sdy = torch.zeros(D, **f32)
     _bwd_wide_kernel[grid](g, p.u, y0c, p.wp, p.bias, p.wd, y0c, g, dywp, gmat, sdy, gmat, M, D, H,
                            BLOCK_M=BLOCK_M, HP=c["HP"], BD=c["BD"], GATED=gated, PHASE=0, LOWP=_lowp(u))
-    # BN2 + expand backward in narrow terms (as csrc/cpu/td_adapter.cpp)
+    # BN2 + expand backward in narrow terms (as csrc/host/td_adapter.cpp)
     G, Sdy, Wud = gmat.double(), sdy.double(), p.wud
     rowGW = (G * Wud).sum(1)
     dy0 = dywp
