@@ -43,7 +43,7 @@ def test_dist_checkpoint_through_the_shared_zero_shot_eval(tmp_path):
 
 
 @pytest.mark.parametrize("model", [dict(DIST, head="linear"),
-                                   dict(backbone="tiny", image_size=64, num_frames=4, num_classes=3, side_dim=32)],
+                                   dict(backbone="tiny", image_size=64, num_frames=4, num_classes=3, side_dim=64)],
                          ids=["dist-linear-head", "tdsclip"])
 def test_models_without_zero_shot_are_refused(tmp_path, model, capsys):
     checkpoint, x = _train(tmp_path, model)

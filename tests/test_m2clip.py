@@ -52,7 +52,8 @@ def test_config_round_trip_and_registry():
 @pytest.mark.parametrize("bad,match", [({"adapter_position": "middle"}, "adapter_position"),
                                        ({"te_kernel": 2}, "te_kernel"), ({"prompt": "a video"}, "prompt"),
                                        ({"mask_ratio": 1.5}, "mask_ratio"), ({"side_dim": 64}, "side_dim"),
-                                       ({"loss_cmc": -1}, "loss_cmc"), ({"arch": "m2clip", "backbone": "nope"}, "nope")])
+                                       ({"loss_cmc": -1}, "loss_cmc"), ({"arch": "m2clip", "backbone": "nope"}, "nope"),
+                                       ({"segment_frames": 6}, "segment_frames")])
 def test_config_rejects(bad, match):
     with pytest.raises((ValueError, TypeError), match=match):
         model_config_from_dict({**TINY, **bad})
@@ -140,6 +141,19 @@ def test_forward_shapes_frozen_parts_and_supervised_logits(tiny_model):
     torch.testing.assert_close(m(other), logits)
     with pytest.raises(ValueError, match="5, 3, H, W"):
         m(clips[:, :, :3])
+
+
+def test_segment_frames_feed_consecutive_window_frames_in_time_order(tiny_model):
+    """segment_frames=k: the ViT sees k consecutive frames of each window, segment after segment (time order)."""
+    clips = _clips()
+    m = copy.deepcopy(tiny_model).eval()
+    torch.testing.assert_close(m.frames_of(clips), clips[:, :, 2])
+    for k, window in ((2, [2, 3]), (3, [1, 2, 3]), (5, [0, 1, 2, 3, 4])):
+        m.config.segment_frames = k
+        frames = m.frames_of(clips)
+        assert frames.shape == (2, 3 * k, 3, 64, 64)
+        torch.testing.assert_close(frames, clips[:, :, window].flatten(1, 2))
+    assert m(clips).shape == (2, 4)  # T x 5 frames through the adapters' temporal paths
 
 
 def test_text_prefix_cut_and_cache_are_exact(tiny_model):

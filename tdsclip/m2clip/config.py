@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..config import TDSCLIPConfig, _check_int, _check_number, _check_type, _choice, validate_frozen_tower
+from ..dist.config import WINDOW_OFFSETS  # window offsets of k frames per segment, centre first (as DiST's)
 
 ADAPTER_POSITIONS = ("pre_attn", "pre_mlp")
 # "tiny": the random test tower's text side (a 3-layer, width-64 open_clip text transformer) and the
@@ -29,7 +30,10 @@ class M2CLIPConfig:
     quick_gelu: Optional[bool] = None       # None: as the pretrained tag says (OpenAI weights need QuickGELU)
     backbone_dtype: str = "float32"         # storage dtype of the frozen weights
     image_size: Optional[int] = None        # None: the backbone's native size
-    num_frames: int = 8
+    num_frames: int = 8                     # T segments the loader samples (each a 5-frame window)
+    segment_frames: int = 1                 # frames per segment the ViT sees: 1 = the window's centre (the
+    #                                         paper's plain T-frame sampler); 2 = centre and next, 3 = -1..+1,
+    #                                         5 = the whole window (denser sampling: T x segment_frames frames)
     num_classes: int = 400
     # -- TED-Adapters (visual)
     adapter_width: int = 384                # bottleneck of the TE and TD paths
@@ -74,6 +78,10 @@ class M2CLIPConfig:
             _check_int(getattr(self, name), name)
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        _check_int(self.segment_frames, "segment_frames")
+        if self.segment_frames not in WINDOW_OFFSETS:
+            raise ValueError(f"segment_frames must be one of {sorted(WINDOW_OFFSETS)} (frames of a 5-frame window), "
+                             f"got {self.segment_frames}")
         _check_int(self.adapter_layers, "adapter_layers")
         if self.adapter_layers < 0:
             raise ValueError(f"adapter_layers must be >= 0, got {self.adapter_layers}")

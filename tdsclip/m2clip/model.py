@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import M2CLIPConfig
+from .config import WINDOW_OFFSETS, M2CLIPConfig
 from .text import MLMHead, TextEncoder
 from .towers import as_float, build_clip
 from .video import VideoEncoder
@@ -93,10 +93,16 @@ class M2CLIP(nn.Module):
         if clips.dtype != torch.uint8 and not clips.is_floating_point():
             raise TypeError(f"M2CLIP: clips must be uint8 or floating point, got {clips.dtype}")
 
+    def frames_of(self, clips: torch.Tensor) -> torch.Tensor:
+        """(B, T * segment_frames, 3, H, W) in time order: the centre frame of each 5-frame window, or
+        ``segment_frames`` consecutive frames of it (config.segment_frames)."""
+        offsets = sorted(WINDOW_OFFSETS[self.config.segment_frames])
+        return clips[:, :, [2 + o for o in offsets]].flatten(1, 2)
+
     def encode_video(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(per-frame CLS tokens (B, T, C), per-frame embeddings (B, T, E), video embedding (B, E))."""
         self.check_clips(clips)
-        cls, frames = self.video(clips[:, :, 2])  # centre frame of each 5-frame window
+        cls, frames = self.video(self.frames_of(clips))
         return cls, frames, frames.mean(dim=1)
 
     def visual_logits(self, cls: torch.Tensor) -> torch.Tensor:
