@@ -3,7 +3,7 @@
     tdsclip demo                         make the demo data if absent, train a tiny TDS-CLIP on the CPU, evaluate
     tdsclip train --config ssv2_b16 ...  train (see ``tdsclip train --help``; torchrun for several GPUs)
     tdsclip eval RUN_DIR|CHECKPOINT      top-1/top-5, per-class accuracy, confusion matrix, JSON results
-    tdsclip eval CKPT --zero-shot        classify from class names alone (M2-CLIP; --class-names FILE)
+    tdsclip eval CKPT --zero-shot        classify from class names alone (M2-CLIP, DiST; --class-names FILE)
     tdsclip make-demo-data [DIR]         generate the synthetic motion data set
     tdsclip convert SRC DST              published TDS-CLIP checkpoint -> model directory (config.json + safetensors)
     tdsclip predict VIDEO... --model DIR top-k classes of video files with a model directory (or hub id)
