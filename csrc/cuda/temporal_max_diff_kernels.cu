@@ -23,6 +23,7 @@
 #include <initializer_list>
 
 #include "common/max_diff_math.h"
+#include "cuda/acc_convert.cuh"
 
 namespace tds {
 namespace {
@@ -31,17 +32,6 @@ using namespace max_diff;
 
 template <typename T> struct AccOf { using type = float; };
 template <> struct AccOf<double> { using type = double; };
-
-__device__ __forceinline__ float to_acc(float v) { return v; }
-__device__ __forceinline__ double to_acc(double v) { return v; }
-__device__ __forceinline__ float to_acc(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_acc(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-template <typename T> __device__ __forceinline__ T from_acc(float v);
-template <> __device__ __forceinline__ float from_acc<float>(float v) { return v; }
-template <> __device__ __forceinline__ __half from_acc<__half>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
-template <typename T> __device__ __forceinline__ T from_acc(double v) { return static_cast<T>(v); }
 
 // VEC values at p (16-byte aligned when VEC > 1) as acc_t, with one 16-byte transaction.
 template <typename scalar_t, int VEC, typename acc_t>
