@@ -20,11 +20,14 @@
 // same 5 frames once, but the difference form has 12 P^2 GEMM columns instead of 15 P^2, i.e. 20%
 // fewer GEMM FLOPs and 20% less patch buffer traffic, for 12 subtractions per pixel position.
 //
-// Backward (weights only; frames are data): a first pass recomputes Z chunk by chunk (the autograd
-// context keeps only frames, weights and the per-channel statistics) and reduces sum(g),
-// sum(g (Z - shift)); BatchNorm's backward turns Z into dZ in place; a second pass regathers the
-// planes and accumulates A_i = plane_i^T . dm_i (dm = the transposed output transform of dZ) with
-// at::addmm_ into per-thread accumulators; the transposed weight transform gives dW per tap.
+// Backward (weights only; frames are data): a first pass reduces sum(g), sum(g (Z - shift)) over the
+// conv outputs Z the training forward returned for it (the autograd context keeps them, as eager
+// autograd keeps Conv3d's output for BatchNorm: recomputing them cost the forward's GEMMs again, which
+// made the backward slower than eager's; bench/target_notes.md). Only when given none (an eval
+// forward fuses straight into the tokens) does that pass recompute Z chunk by chunk. BatchNorm's
+// backward turns Z into dZ; a second pass regathers the planes and accumulates A_i = plane_i^T . dm_i
+// (dm = the transposed output transform of dZ) with at::addmm_ into per-thread accumulators; the
+// transposed weight transform gives dW per tap.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -273,6 +276,42 @@ void squared_deviations(const acc_t* zr, const acc_t* zm, int64_t n_pos, int64_t
     }
 }
 
+// Pass 1 of the backward over saved conv outputs: sums of g, g (Z - shift), Z - shift per channel
+// around the per-channel centres (2, d), over fixed blocks of positions (deterministic whatever the
+// thread count), into sums (kNumBwdStats, d) -- what combine_chunk's kBackwardStats pass sums when it
+// recomputes Z.
+template <typename acc_t>
+void backward_sums(const acc_t* zr, const acc_t* zm, const acc_t* grad, int64_t n_pos, int64_t d,
+                   const double* centre, double* sums) {
+  constexpr int64_t kBlock = 256;
+  const int64_t n_blocks = (n_pos + kBlock - 1) / kBlock;
+  std::vector<double> part(static_cast<size_t>(n_blocks * kNumBwdStats * d), 0.0);
+  at::parallel_for(0, n_blocks, 1, [&](int64_t b0, int64_t b1) {
+    const double *cr = centre, *cm = centre + d;
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      double* pt = part.data() + blk * kNumBwdStats * d;
+      double *sg = pt + kSumG * d, *sgr = pt + kSumGZr * d, *sgm = pt + kSumGZm * d;
+      double *szr = pt + kSumZr0 * d, *szm = pt + kSumZm0 * d;
+      const int64_t p1 = std::min(n_pos, (blk + 1) * kBlock);
+      for (int64_t p = blk * kBlock; p < p1; ++p) {
+        const acc_t* a = zr + p * d;
+        const acc_t* m = zm + p * d;
+        const acc_t* gr = grad + p * d;
+        for (int64_t o = 0; o < d; ++o) {
+          const double gv = gr[o], vr = a[o] - cr[o], vm = m[o] - cm[o];
+          sg[o] += gv;
+          sgr[o] += gv * vr;
+          sgm[o] += gv * vm;
+          szr[o] += vr;
+          szm[o] += vm;
+        }
+      }
+    }
+  });
+  for (int64_t blk = 0; blk < n_blocks; ++blk)
+    for (int64_t k = 0; k < kNumBwdStats * d; ++k) sums[k] += part[blk * kNumBwdStats * d + k];
+}
+
 // Gradients of the four plane products of a chunk (plane p, row (group, tile, j), d wide) from dZ.
 template <typename acc_t>
 void plane_grads_chunk(const Geom& g, int64_t g0, int64_t g1, const acc_t* dz, acc_t* dm, int64_t plane_stride) {
@@ -430,7 +469,7 @@ void for_each_chunk(const Call& c, const at::Tensor& frames, const at::Tensor& w
   });
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sme_stem_forward_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sme_stem_forward_cpu(
     const at::Tensor& frames, const at::Tensor& w_rgb, const std::optional<at::Tensor>& b_rgb, const at::Tensor& w_mot,
     const std::optional<at::Tensor>& b_mot, const at::Tensor& gamma_rgb, const at::Tensor& beta_rgb,
     const at::Tensor& gamma_mot, const at::Tensor& beta_mot, const at::Tensor& running_mean_rgb,
@@ -454,6 +493,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sme_stem_
   at::Tensor out = new_output({g.B, g.T_out, g.h * g.w, d}, w_rgb.options().dtype(c.out));
   at::Tensor stats = new_output({kNumStats, d}, acc_opts);
   at::Tensor coefs = at::empty({kNumFwdCoefs, d}, acc_opts);
+  at::Tensor zr, zm;  // the conv outputs (training only): the statistics' input, kept for the backward
   const double n = static_cast<double>(n_pos);
 
   dispatch_acc(c.acc, [&](auto* acc_tag) {
@@ -480,7 +520,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sme_stem_
           });
           return;
         }
-        at::Tensor zr = at::empty({n_pos, d}, acc_opts), zm = at::empty({n_pos, d}, acc_opts);
+        zr = at::empty({n_pos, d}, acc_opts);
+        zm = at::empty({n_pos, d}, acc_opts);
         at::Tensor partials = at::zeros({num_chunks(g), 2, d}, acc_opts.dtype(at::kDouble));
         for_each_chunk<frame_t, acc_t>(c, frames, wr, wm, true, [&](int64_t ck, int64_t g0, int64_t g1, int64_t,
                                                                     Buffers& bf) {
@@ -520,7 +561,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sme_stem_
       });
     });
   });
-  return {out, stats[kMeanR].clone(), stats[kVarR].clone(), stats[kMeanM].clone(), stats[kVarM].clone()};
+  const at::Tensor none = at::empty({0}, w_rgb.options().dtype(c.out));
+  return {out,
+          stats[kMeanR].clone(),
+          stats[kVarR].clone(),
+          stats[kMeanM].clone(),
+          stats[kVarM].clone(),
+          c.training ? saved_conv_output(c, zr) : none,
+          c.training ? saved_conv_output(c, zm) : none.clone()};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
@@ -529,8 +577,9 @@ sme_stem_backward_cpu(const at::Tensor& grad_out, const at::Tensor& frames, cons
                       const std::optional<at::Tensor>& b_mot, const at::Tensor& gamma_rgb, const at::Tensor& beta_rgb,
                       const at::Tensor& gamma_mot, const at::Tensor& beta_mot, const at::Tensor& mean_rgb,
                       const at::Tensor& var_rgb, const at::Tensor& mean_mot, const at::Tensor& var_mot,
-                      at::ArrayRef<double> pixel_mean, at::ArrayRef<double> pixel_std, double alpha,
-                      at::IntArrayRef padding, bool training, double eps) {
+                      const at::Tensor& z_rgb, const at::Tensor& z_mot, at::ArrayRef<double> pixel_mean,
+                      at::ArrayRef<double> pixel_std, double alpha, at::IntArrayRef padding, bool training,
+                      double eps) {
   const Call c = check_inputs("sme_stem_backward", frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_mot,
                               beta_mot,
                               {{"mean_rgb", mean_rgb}, {"var_rgb", var_rgb}, {"mean_mot", mean_mot}, {"var_mot", var_mot}},
@@ -547,7 +596,9 @@ sme_stem_backward_cpu(const at::Tensor& grad_out, const at::Tensor& frames, cons
   const auto acc_opts = w_rgb.options().dtype(c.acc);
   const at::Tensor grad = grad_out.to(c.acc).contiguous().view({n_pos, d});
   const at::Tensor wr = weight_planes(c, w_rgb), wm = weight_planes(c, w_mot);
-  const at::Tensor bias_map = has_mean_shift(c) ? rgb_bias_map(c, w_rgb) : at::Tensor();
+  const bool saved = has_saved_conv_outputs("sme_stem_backward", c, z_rgb, z_mot, frames.device());
+  // The RGB border bias map is part of Z: only a recompute needs it (its share of dW only has_mean_shift).
+  const at::Tensor bias_map = has_mean_shift(c) && !saved ? rgb_bias_map(c, w_rgb) : at::Tensor();
   const at::Tensor params = param_pack(c, b_rgb, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot, at::Tensor(),
                                        at::Tensor(), at::Tensor(), at::Tensor());
   const at::Tensor stats = at::stack({mean_rgb.to(c.acc), var_rgb.to(c.acc), mean_mot.to(c.acc), var_mot.to(c.acc)})
@@ -556,48 +607,63 @@ sme_stem_backward_cpu(const at::Tensor& grad_out, const at::Tensor& frames, cons
   at::Tensor coefs = at::empty({kNumBwdCoefs, d}, acc_opts);
   const int64_t Kr = kRgbChannels * P2, Km = kMotChannels * P2;
   at::Tensor a_r, a_m;  // plane gradients (4, K, d)
-  at::Tensor zr = at::empty({n_pos, d}, acc_opts), zm = at::empty({n_pos, d}, acc_opts);
+  // Z: the forward's (read only; dZ gets its own buffers), or recomputed into buffers dZ then overwrites.
+  const at::Tensor zr = saved ? conv_output_matrix(c, z_rgb) : at::empty({n_pos, d}, acc_opts);
+  const at::Tensor zm = saved ? conv_output_matrix(c, z_mot) : at::empty({n_pos, d}, acc_opts);
+  const at::Tensor dzr = saved ? at::empty({n_pos, d}, acc_opts) : zr;
+  const at::Tensor dzm = saved ? at::empty({n_pos, d}, acc_opts) : zm;
 
   dispatch_acc(c.acc, [&](auto* acc_tag) {
     using acc_t = std::remove_pointer_t<decltype(acc_tag)>;
     const acc_t* bm = bias_map.defined() ? bias_map.const_data_ptr<acc_t>() : nullptr;
     dispatch_frames(frames.scalar_type(), [&](auto* frame_tag) {
       using frame_t = std::remove_pointer_t<decltype(frame_tag)>;
-      // Pass 1: recompute Z; sums of g, g (Z - shift), Z - shift per channel.
+      // Pass 1: sums of g, g (Z - shift), Z - shift per channel (recomputing Z if it was not saved).
       std::vector<double> centre(2 * d);
       for (int64_t o = 0; o < d; ++o)
         backward_shift<acc_t>(o, d, params.const_data_ptr<acc_t>(), stats.const_data_ptr<acc_t>(), centre[o],
                               centre[d + o]);
-      at::Tensor partials = at::zeros({num_chunks(g), kNumBwdStats, d}, acc_opts.dtype(at::kDouble));
-      for_each_chunk<frame_t, acc_t>(c, frames, wr, wm, true, [&](int64_t ck, int64_t g0, int64_t g1, int64_t,
-                                                                  Buffers& bf) {
-        combine_chunk<acc_t, acc_t>(Pass::kBackwardStats, g, g0, g1, bf.yr.const_data_ptr<acc_t>(),
-                                    bf.ym.const_data_ptr<acc_t>(), bf.yr.stride(0), bm, zr.data_ptr<acc_t>(),
-                                    zm.data_ptr<acc_t>(), static_cast<acc_t*>(nullptr), nullptr,
-                                    grad.const_data_ptr<acc_t>(), centre.data(), partials[ck].data_ptr<double>(),
-                                    nullptr);
-      });
-      const at::Tensor sums = partials.sum(0).contiguous();  // chunk order: deterministic
+      at::Tensor sums;
+      if (saved) {
+        sums = at::zeros({kNumBwdStats, d}, acc_opts.dtype(at::kDouble));
+        backward_sums<acc_t>(zr.const_data_ptr<acc_t>(), zm.const_data_ptr<acc_t>(), grad.const_data_ptr<acc_t>(),
+                             n_pos, d, centre.data(), sums.data_ptr<double>());
+      } else {
+        at::Tensor partials = at::zeros({num_chunks(g), kNumBwdStats, d}, acc_opts.dtype(at::kDouble));
+        for_each_chunk<frame_t, acc_t>(c, frames, wr, wm, true, [&](int64_t ck, int64_t g0, int64_t g1, int64_t,
+                                                                    Buffers& bf) {
+          combine_chunk<acc_t, acc_t>(Pass::kBackwardStats, g, g0, g1, bf.yr.const_data_ptr<acc_t>(),
+                                      bf.ym.const_data_ptr<acc_t>(), bf.yr.stride(0), bm, zr.data_ptr<acc_t>(),
+                                      zm.data_ptr<acc_t>(), static_cast<acc_t*>(nullptr), nullptr,
+                                      grad.const_data_ptr<acc_t>(), centre.data(), partials[ck].data_ptr<double>(),
+                                      nullptr);
+        });
+        sums = partials.sum(0).contiguous();  // chunk order: deterministic
+      }
       for (int64_t o = 0; o < d; ++o)
         backward_channel<acc_t>(o, d, c.training, static_cast<double>(n_pos), c.eps, c.alpha,
                                 sums.const_data_ptr<double>(), params.const_data_ptr<acc_t>(),
                                 stats.const_data_ptr<acc_t>(), grads.data_ptr<acc_t>(), coefs.data_ptr<acc_t>());
-      // BatchNorm backward: Z -> dZ in place.
+      // BatchNorm backward: Z -> dZ (in place over recomputed Z).
       {
-        acc_t* zrp = zr.data_ptr<acc_t>();
-        acc_t* zmp = zm.data_ptr<acc_t>();
+        const acc_t* zrp = zr.const_data_ptr<acc_t>();
+        const acc_t* zmp = zm.const_data_ptr<acc_t>();
+        acc_t* dzrp = dzr.data_ptr<acc_t>();
+        acc_t* dzmp = dzm.data_ptr<acc_t>();
         const acc_t* gp = grad.const_data_ptr<acc_t>();
         const acc_t* k = coefs.const_data_ptr<acc_t>();
         at::parallel_for(0, n_pos, 64, [&](int64_t p0, int64_t p1) {
           const acc_t *k1r = k + kK1r * d, *k2r = k + kK2r * d, *k3r = k + kK3r * d, *cr = k + kBShiftR * d;
           const acc_t *k1m = k + kK1m * d, *k2m = k + kK2m * d, *k3m = k + kK3m * d, *cm = k + kBShiftM * d;
           for (int64_t p = p0; p < p1; ++p) {
-            acc_t* a = zrp + p * d;
-            acc_t* m = zmp + p * d;
+            const acc_t* a = zrp + p * d;
+            const acc_t* m = zmp + p * d;
+            acc_t* da = dzrp + p * d;
+            acc_t* dm = dzmp + p * d;
             const acc_t* gr = gp + p * d;
             for (int64_t o = 0; o < d; ++o) {
-              a[o] = bn_grad(gr[o], a[o], k1r[o], k2r[o], k3r[o], cr[o]);
-              m[o] = bn_grad(gr[o], m[o], k1m[o], k2m[o], k3m[o], cm[o]);
+              da[o] = bn_grad(gr[o], a[o], k1r[o], k2r[o], k3r[o], cr[o]);
+              dm[o] = bn_grad(gr[o], m[o], k1m[o], k2m[o], k3m[o], cm[o]);
             }
           }
         });
@@ -616,9 +682,9 @@ sme_stem_backward_cpu(const at::Tensor& grad_out, const at::Tensor& frames, cons
           dm_r[tid] = at::empty({kPlanes, rows_max, d}, acc_opts);
           dm_m[tid] = at::empty({kPlanes, rows_max, d}, acc_opts);
         }
-        plane_grads_chunk<acc_t>(g, g0, g1, zr.const_data_ptr<acc_t>(), dm_r[tid].data_ptr<acc_t>(),
+        plane_grads_chunk<acc_t>(g, g0, g1, dzr.const_data_ptr<acc_t>(), dm_r[tid].data_ptr<acc_t>(),
                                  dm_r[tid].stride(0));
-        plane_grads_chunk<acc_t>(g, g0, g1, zm.const_data_ptr<acc_t>(), dm_m[tid].data_ptr<acc_t>(),
+        plane_grads_chunk<acc_t>(g, g0, g1, dzm.const_data_ptr<acc_t>(), dm_m[tid].data_ptr<acc_t>(),
                                  dm_m[tid].stride(0));
         for (int64_t p = 0; p < kPlanes; ++p) {
           at::Tensor ar = acc_r[tid][p], am = acc_m[tid][p];
@@ -641,9 +707,9 @@ sme_stem_backward_cpu(const at::Tensor& grad_out, const at::Tensor& frames, cons
     });
   });
   at::Tensor gw_rgb = weight_grad_from_planes(c, a_r, kRgbChannels);
-  if (bias_map.defined()) {
+  if (has_mean_shift(c)) {
     // D = sum over clips of dZ_rgb feeds the bias map's (border-dependent) share of dW_rgb.
-    gw_rgb = gw_rgb + rgb_bias_map_grad(c, zr.view({g.B, g.T_out, g.h, g.w, d}).sum(0));
+    gw_rgb = gw_rgb + rgb_bias_map_grad(c, dzr.view({g.B, g.T_out, g.h, g.w, d}).sum(0));
   }
   at::Tensor gw_mot = weight_grad_from_planes(c, a_m, kMotChannels);
   return {gw_rgb.to(w_rgb.scalar_type()).contiguous(),
