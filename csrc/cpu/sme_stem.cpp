@@ -362,32 +362,35 @@ FrameStrides strides_of(const at::Tensor& frames) {
   return {frames.stride(0), frames.stride(1), frames.stride(2), frames.stride(3), frames.stride(4), frames.stride(5)};
 }
 
+// Rows (channel, ky, kx) of the weight planes handled per block by the two weight transforms below:
+// the planes are (K, d), the Conv3d weight (d, C, 3, P, P), so each is the other's transpose. Going by
+// blocks of kRowBlock rows and, inside, over the output channel o, the transform reads/writes runs
+// of up to kRowBlock consecutive (ky, kx) of the Conv3d layout and kRowBlock plane rows at column o,
+// all in cache, instead of a strided whole-matrix transpose (~17 ms for w_mot at d = 320 here).
+constexpr int64_t kRowBlock = 16;
+
 // Conv3d weight (d, C, 3, P, P) -> the Winograd weight planes (4, K, d), K = C P^2, rows (channel, ky,
-// kx), with the normalisation scale a_c folded in: one 2D transpose to rows (channel, tap, ky, kx) x d
-// (contiguous in the output channel), then one vectorised pass per row.
+// kx), with the normalisation scale a_c folded in.
 at::Tensor weight_planes(const Call& c, const at::Tensor& w) {
-  const int64_t d = w.size(0), C = w.size(1), P2 = c.g.P * c.g.P, K = C * P2;
-  const at::Tensor wt = w.to(c.acc).reshape({d, C * kTaps * P2}).t().contiguous();
-  at::Tensor planes = at::empty({kPlanes, K, d}, wt.options());
+  const int64_t d = w.size(0), C = w.size(1), P2 = c.g.P * c.g.P, K = C * P2, KK = C * kTaps * P2;
+  const at::Tensor wc = w.to(c.acc).contiguous();
+  at::Tensor planes = at::empty({kPlanes, K, d}, wc.options());
   dispatch_acc(c.acc, [&](auto* tag) {
     using acc_t = std::remove_pointer_t<decltype(tag)>;
-    const acc_t* src = wt.const_data_ptr<acc_t>();
+    const acc_t* src = wc.const_data_ptr<acc_t>();
     acc_t* dst = planes.data_ptr<acc_t>();
-    at::parallel_for(0, K, 16, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const int64_t ch = r / P2, q = r % P2;
-        const acc_t a = static_cast<acc_t>(c.a[ch % kColours]);
-        const acc_t* w0 = src + (ch * kTaps * P2 + q) * d;
-        const acc_t* w1 = w0 + P2 * d;
-        const acc_t* w2 = w1 + P2 * d;
-        acc_t* o0 = dst + r * d;
+    at::parallel_for(0, K, kRowBlock, [&](int64_t r0, int64_t r1) {
+      for (int64_t b0 = r0; b0 < r1; b0 += kRowBlock) {
+        const int64_t b1 = std::min(r1, b0 + kRowBlock);
         for (int64_t o = 0; o < d; ++o) {
-          acc_t G[kPlanes];
-          winograd_weight(a * w0[o], a * w1[o], a * w2[o], G);
-          o0[o] = G[0];
-          o0[K * d + o] = G[1];
-          o0[2 * K * d + o] = G[2];
-          o0[3 * K * d + o] = G[3];
+          for (int64_t r = b0; r < b1; ++r) {
+            const int64_t ch = r / P2, q = r % P2;
+            const acc_t a = static_cast<acc_t>(c.a[ch % kColours]);
+            const acc_t* w0 = src + o * KK + ch * kTaps * P2 + q;  // taps at w0, w0 + P2, w0 + 2 P2
+            acc_t G[kPlanes];
+            winograd_weight(a * w0[0], a * w0[P2], a * w0[2 * P2], G);
+            for (int p = 0; p < kPlanes; ++p) dst[(p * K + r) * d + o] = G[p];
+          }
         }
       }
     });
@@ -397,29 +400,32 @@ at::Tensor weight_planes(const Call& c, const at::Tensor& w) {
 
 // Transpose of weight_planes for a gradient: plane gradients (4, K, d) -> Conv3d layout (d, C, 3, P, P).
 at::Tensor weight_grad_from_planes(const Call& c, const at::Tensor& planes, int64_t C) {
-  const int64_t d = c.g.d, P2 = c.g.P * c.g.P, K = C * P2;
-  at::Tensor wt = at::empty({C * kTaps * P2, d}, planes.options());
+  const int64_t d = c.g.d, P2 = c.g.P * c.g.P, K = C * P2, KK = C * kTaps * P2;
+  at::Tensor out = at::empty({d, C, kTaps, c.g.P, c.g.P}, planes.options());
   dispatch_acc(c.acc, [&](auto* tag) {
     using acc_t = std::remove_pointer_t<decltype(tag)>;
     const acc_t* src = planes.const_data_ptr<acc_t>();
-    acc_t* dst = wt.data_ptr<acc_t>();
-    at::parallel_for(0, K, 16, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const int64_t ch = r / P2, q = r % P2;
-        const acc_t a = static_cast<acc_t>(c.a[ch % kColours]);
-        const acc_t* a0 = src + r * d;
-        acc_t* w0 = dst + (ch * kTaps * P2 + q) * d;
+    acc_t* dst = out.data_ptr<acc_t>();
+    at::parallel_for(0, K, kRowBlock, [&](int64_t r0, int64_t r1) {
+      for (int64_t b0 = r0; b0 < r1; b0 += kRowBlock) {
+        const int64_t b1 = std::min(r1, b0 + kRowBlock);
         for (int64_t o = 0; o < d; ++o) {
-          acc_t dw[kTaps];
-          winograd_weight_grad(a0[o], a0[K * d + o], a0[2 * K * d + o], a0[3 * K * d + o], dw);
-          w0[o] = a * dw[0];
-          w0[P2 * d + o] = a * dw[1];
-          w0[2 * P2 * d + o] = a * dw[2];
+          for (int64_t r = b0; r < b1; ++r) {
+            const int64_t ch = r / P2, q = r % P2;
+            const acc_t a = static_cast<acc_t>(c.a[ch % kColours]);
+            const acc_t* a0 = src + r * d + o;
+            acc_t dw[kTaps];
+            winograd_weight_grad(a0[0], a0[K * d], a0[2 * K * d], a0[3 * K * d], dw);
+            acc_t* w0 = dst + o * KK + ch * kTaps * P2 + q;
+            w0[0] = a * dw[0];
+            w0[P2] = a * dw[1];
+            w0[2 * P2] = a * dw[2];
+          }
         }
       }
     });
   });
-  return wt.t().contiguous().view({d, C, kTaps, c.g.P, c.g.P});
+  return out;
 }
 
 // Per-thread chunk buffers: the 4 planes of both branches and, with `gemm`, their products.
@@ -595,9 +601,11 @@ sme_stem_backward_cpu(const at::Tensor& grad_out, const at::Tensor& frames, cons
                     " but frames are on ", frames.device());
   const auto acc_opts = w_rgb.options().dtype(c.acc);
   const at::Tensor grad = grad_out.to(c.acc).contiguous().view({n_pos, d});
-  const at::Tensor wr = weight_planes(c, w_rgb), wm = weight_planes(c, w_mot);
   const bool saved = has_saved_conv_outputs("sme_stem_backward", c, z_rgb, z_mot, frames.device());
-  // The RGB border bias map is part of Z: only a recompute needs it (its share of dW only has_mean_shift).
+  // The weight planes and the RGB border bias map make Z: only a recompute needs them (the bias map's
+  // share of dW needs only has_mean_shift).
+  const at::Tensor wr = saved ? at::empty({0}, acc_opts) : weight_planes(c, w_rgb);
+  const at::Tensor wm = saved ? at::empty({0}, acc_opts) : weight_planes(c, w_mot);
   const at::Tensor bias_map = has_mean_shift(c) && !saved ? rgb_bias_map(c, w_rgb) : at::Tensor();
   const at::Tensor params = param_pack(c, b_rgb, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot, at::Tensor(),
                                        at::Tensor(), at::Tensor(), at::Tensor());
