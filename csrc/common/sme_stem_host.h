@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 #include <utility>
 
@@ -213,6 +214,23 @@ inline at::Tensor rgb_bias_map_grad(const Call& c, const at::Tensor& D) {
 inline at::Tensor saved_conv_output(const Call& c, const at::Tensor& z) {
   const Geom& g = c.g;
   return z.view({g.B, g.T_out, g.h * g.w, g.d}).to(c.out);
+}
+
+using ForwardResults = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+// The forward's results (the schema's order): tokens, fresh copies of the four statistics rows of
+// `stats` (kNumStats, d), then the conv outputs zr / zm (n_pos, d) for the backward in training, or
+// two empty tensors in eval.
+inline ForwardResults forward_results(const Call& c, const at::Tensor& out, const at::Tensor& stats,
+                                      const at::Tensor& zr, const at::Tensor& zm) {
+  const at::Tensor none = at::empty({0}, out.options());
+  return {out,
+          stats[kMeanR].clone(),
+          stats[kVarR].clone(),
+          stats[kMeanM].clone(),
+          stats[kVarM].clone(),
+          c.training ? saved_conv_output(c, zr) : none,
+          c.training ? saved_conv_output(c, zm) : none.clone()};
 }
 
 // Whether the backward got the forward's conv outputs (z_rgb, z_mot) or empty tensors (eval forwards

@@ -475,7 +475,7 @@ void for_each_chunk(const Call& c, const at::Tensor& frames, const at::Tensor& w
   });
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sme_stem_forward_cpu(
+ForwardResults sme_stem_forward_cpu(
     const at::Tensor& frames, const at::Tensor& w_rgb, const std::optional<at::Tensor>& b_rgb, const at::Tensor& w_mot,
     const std::optional<at::Tensor>& b_mot, const at::Tensor& gamma_rgb, const at::Tensor& beta_rgb,
     const at::Tensor& gamma_mot, const at::Tensor& beta_mot, const at::Tensor& running_mean_rgb,
@@ -567,14 +567,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
       });
     });
   });
-  const at::Tensor none = at::empty({0}, w_rgb.options().dtype(c.out));
-  return {out,
-          stats[kMeanR].clone(),
-          stats[kVarR].clone(),
-          stats[kMeanM].clone(),
-          stats[kVarM].clone(),
-          c.training ? saved_conv_output(c, zr) : none,
-          c.training ? saved_conv_output(c, zm) : none.clone()};
+  return forward_results(c, out, stats, zr, zm);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>

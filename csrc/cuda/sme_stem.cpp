@@ -91,7 +91,7 @@ void conv_pass(const Call& c, const at::Tensor& frames, const at::Tensor& wr, co
   });
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sme_stem_forward_cuda(
+ForwardResults sme_stem_forward_cuda(
     const at::Tensor& frames, const at::Tensor& w_rgb, const std::optional<at::Tensor>& b_rgb, const at::Tensor& w_mot,
     const std::optional<at::Tensor>& b_mot, const at::Tensor& gamma_rgb, const at::Tensor& beta_rgb,
     const at::Tensor& gamma_mot, const at::Tensor& beta_mot, const at::Tensor& running_mean_rgb,
@@ -149,14 +149,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
                           dtype_of(c.out, "tds::sme_stem"), n_pos, d, acc_type(c.acc), stream),
           "normalise kernel");
   }
-  const at::Tensor none = at::empty({0}, w_rgb.options().dtype(c.out));
-  return {out,
-          stats[kMeanR].clone(),
-          stats[kVarR].clone(),
-          stats[kMeanM].clone(),
-          stats[kVarM].clone(),
-          c.training ? saved_conv_output(c, zr) : none,
-          c.training ? saved_conv_output(c, zm) : none.clone()};
+  return forward_results(c, out, stats, zr, zm);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
