@@ -18,11 +18,17 @@ import torch
 import tds_kernels
 
 
+def _sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def _timed(fn):
-    torch.cuda.synchronize() if torch.cuda.is_available() else None
+    """fn's result, process CPU seconds and wall seconds."""
+    _sync()
     c0, w0 = time.process_time(), time.perf_counter()
     out = fn()
-    torch.cuda.synchronize() if torch.cuda.is_available() else None
+    _sync()
     return out, time.process_time() - c0, time.perf_counter() - w0
 
 
@@ -43,16 +49,15 @@ def main(argv=None) -> int:
     mods["eager"].backend, mods["fused"].backend = "reference", args.backend
     frames = torch.randint(0, 256, (args.clips, args.segments, 5, 3, args.image, args.image), dtype=torch.uint8,
                            device=args.device)
-    grad = torch.randn(args.clips, args.segments, (args.image // args.patch) ** 2 + 0, args.dim,
-                       device=args.device)
+    grad = None  # one upstream gradient for every round and variant
     best = {(k, ph): (float("inf"), float("inf")) for k in mods for ph in ("fwd", "bwd")}
     for r in range(args.rounds + 1):  # round 0 warms up
         for name, mod in mods.items():
             for q in mod.parameters():
                 q.grad = None
             out, c_f, w_f = _timed(lambda: mod(frames))
-            g = grad if grad.shape == out.shape else torch.randn_like(out)
-            _, c_b, w_b = _timed(lambda: out.backward(g))
+            grad = torch.randn_like(out) if grad is None else grad
+            _, c_b, w_b = _timed(lambda: out.backward(grad))
             if r:
                 for ph, (c, w) in (("fwd", (c_f, w_f)), ("bwd", (c_b, w_b))):
                     bc, bw = best[(name, ph)]
