@@ -75,43 +75,58 @@ def parameter_counts(model) -> "OrderedDict[str, int]":
 def _meta_model(config: TDSCLIPConfig, fused_ops: bool, grad_checkpoint: bool = False):
     from .network import TDSCLIP
 
-    cfg = copy.deepcopy(config)
-    cfg.pretrained = None  # weights do not change the arithmetic; nothing to load on meta
-    cfg.fused_ops, cfg.grad_checkpoint = fused_ops, grad_checkpoint
-    with torch.device("meta"):
-        return TDSCLIP(cfg)
+    return build_on_meta(TDSCLIP, config, fused_ops=fused_ops, grad_checkpoint=grad_checkpoint)
 
 
 def flops_per_view(config: TDSCLIPConfig, frames: int | None = None, model=None) -> "OrderedDict[str, float]":
     """FLOPs (multiply-add = 2) of one view (B = 1 clip of ``frames`` segments), per part and total,
     counted on the plain PyTorch model on the meta device."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     frames = frames or config.num_frames
     model = model if model is not None else _meta_model(config, fused_ops=False)
-    model.train(False)
     size = config.resolved_image_size
     clips = torch.zeros(1, frames, 5, 3, size, size, device="meta")
+    return flops_by_part(model, clips, OrderedDict([
+        ("backbone (frozen)", _under("backbone")), ("stems", _under("side.stem")),
+        ("side connections", _under("side.connections")), ("side blocks", _under("side.blocks")),
+        ("head", _under("head"))]))
+
+
+def build_on_meta(model_cls, config, **fields):
+    """``model_cls(config)`` on the meta device (no memory, no arithmetic) for a copy of ``config``
+    with ``pretrained=None`` (weights do not change the arithmetic; nothing to load on meta) and
+    ``fields`` set. Any architecture's model class and config."""
+    cfg = copy.deepcopy(config)
+    cfg.pretrained = None
+    for name, value in fields.items():
+        setattr(cfg, name, value)
+    with torch.device("meta"):
+        return model_cls(cfg)
+
+
+def flops_by_part(model: nn.Module, clips: torch.Tensor, parts: dict) -> "OrderedDict[str, float]":
+    """FLOPs (multiply-add = 2) of ``model(clips)`` in eval mode without autograd, per part:
+    ``parts`` maps a label to a predicate over submodule paths relative to the model ("side.blocks.0").
+    A part's FLOPs are those of its outermost matching modules (FlopCounterMode counts a module's
+    children in its own total). Work outside any module (functional calls in the model's forward)
+    is only in "total"."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.train(False)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(clips)
     per_module = counter.get_flop_counts()
-    name = type(model).__name__
-
-    def under(prefix: str) -> float:
-        full = f"{name}.{prefix}"
-        keys = [k for k in per_module if k == full or k.startswith(full + ".")]
-        # a module's count includes its children's: keep only entries with no counted ancestor
-        top = [k for k in keys if not any(k.startswith(other + ".") for other in keys)]
-        return float(sum(sum(per_module[k].values()) for k in top))
-
+    root = type(model).__name__
     out = OrderedDict()
-    out["backbone (frozen)"] = under("backbone")
-    out["stems"] = under("side.stem")
-    out["side connections"] = under("side.connections")
-    out["side blocks"] = under("side.blocks")
-    out["head"] = under("head")
+    for label, pred in parts.items():
+        keys = [k for k in per_module if k.startswith(root + ".") and pred(k[len(root) + 1:])]
+        top = [k for k in keys if not any(k.startswith(other + ".") for other in keys)]
+        out[label] = float(sum(sum(per_module[k].values()) for k in top))
     out["total"] = float(counter.get_total_flops())
     return out
+
+
+def _under(prefix: str):
+    return lambda name: name == prefix or name.startswith(prefix + ".")
 
 
 # ---------------------------------------------------------------------------------------------
