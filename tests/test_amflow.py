@@ -50,6 +50,19 @@ def test_config_errors_name_the_field(values, match):
         AMFlowConfig.from_dict(values)
 
 
+def test_adapter_scale_zero_is_rejected():
+    """s = 0 with W_up = 0 (its initialisation): d/ds = W_up E = 0 and d/dW_up = s·(…) = 0, so the
+    adapters would never change the tokens, silently."""
+    torch.manual_seed(0)
+    model = build(AMFlowConfig(**TINY, align=False, adapter_scale=0.5))
+    model.adapters["0"].attn_adapter.scale.data.zero_()
+    model.train()(clips()).sum().backward()
+    adapter = model.adapters["0"].attn_adapter
+    assert adapter.scale.grad == 0 and not adapter.up.weight.grad.any()
+    with pytest.raises(ValueError, match="adapter_scale must not be 0"):
+        AMFlowConfig(**TINY, adapter_scale=0.0)
+
+
 def test_override_error_leaves_config_unchanged():
     cfg = AMFlowConfig(**TINY)
     with pytest.raises(ValueError):

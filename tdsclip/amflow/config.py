@@ -141,6 +141,9 @@ class AMFlowConfig:
                 if value < 1:
                     raise ValueError(f"{name} must be >= 1 (or null), got {value}")
         _check_number(self.adapter_scale, "adapter_scale")
+        if self.adapter_scale == 0:  # with W_up = 0 at init neither s nor W_up would ever get a gradient
+            raise ValueError("adapter_scale must not be 0 (with the zero-initialised W_up the adapters "
+                             "would never train); use e.g. 0.1")
         _check_number(self.flow_gain, "flow_gain")
         if self.flow_gain <= 0:
             raise ValueError(f"flow_gain must be > 0, got {self.flow_gain}")
