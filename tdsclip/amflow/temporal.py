@@ -1,8 +1,8 @@
 """Per-block temporal modules and their classifiers (docs/amflow.md §4).
 
-Each adapter's downsampled embedding ``E`` ``(B, T, L, r)`` is averaged over the tokens, run through
-a temporal module over the T frames, averaged over time and classified: one logit vector per
-adapter, two per adapted block."""
+Each adapter's downsampled embedding ``E`` ``(B, T, L, r)`` is pooled over the tokens (mean,
+:class:`TokenPool` or :class:`SlotPool`), run through a temporal module over the T frames, averaged
+over time and classified: one logit vector per adapter, two per adapted block."""
 from __future__ import annotations
 
 import torch
