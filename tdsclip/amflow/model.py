@@ -65,7 +65,8 @@ class AMFlowModel(nn.Module):
     adapted block ``i`` (``config.blocks``, all by default), with ``h = LN1(X)``:
 
     * q, k, v of the frozen attention; ``a_t = softmax_j(Σ_i q_i·k_j/√d)`` per frame (heads averaged
-      or kept), ``AMFlow_t = |a_t − a_{t+1}|`` (or against the aligned ``ã_{t+1}``), scaled by L;
+      or kept), ``AMFlow_t = |a_t − a_{t+1}|`` (or against the aligned ``ã_{t+1}``), brought to unit RMS
+      over the tokens and scaled by ``flow_gain·√(C/c)``;
     * ``X' = X + Attn(h) + s₁ W_up₁ E₁``, ``E₁ = ReLU(W_down₁ [h ‖ AMFlow])``;
     * ``X'' = X' + MLP(LN2(X')) + s₂ W_up₂ E₂``, ``E₂ = ReLU(W_down₂ LN2(X'))``;
     * ``E₁`` and ``E₂`` each give logits through a temporal head.
