@@ -90,8 +90,10 @@ def _meta_model(config: TDSCLIPConfig, fused_ops: bool, grad_checkpoint: bool = 
 
 
 def count_flops(model, clips: torch.Tensor, parts: dict, *, grad: bool = False) -> "OrderedDict[str, float]":
-    """FLOPs (multiply-add = 2) of one eval-mode forward of ``clips``: per part (``parts`` maps a label
-    to a submodule path, e.g. ``{"head": "head"}``) and ``total``. ``grad=True`` runs the forward with
+    """FLOPs (multiply-add = 2) of one eval-mode forward of ``clips``: per part and ``total``. ``parts`` maps
+    a label to a submodule path (``{"head": "head"}``: that module and its children) or to a predicate over
+    submodule paths relative to the model (``lambda name: name.startswith("adapters.")``); a part's FLOPs
+    are those of its outermost matching modules. Work outside any module is only in ``total``. ``grad=True`` runs the forward with
     autograd on (nothing is run backward; FlopCounterMode's module tracker rejects views of parameters
     made under no_grad in some models)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -102,14 +104,14 @@ def count_flops(model, clips: torch.Tensor, parts: dict, *, grad: bool = False) 
     per_module = counter.get_flop_counts()
     name = type(model).__name__
 
-    def under(prefix: str) -> float:
-        full = f"{name}.{prefix}"
-        keys = [k for k in per_module if k == full or k.startswith(full + ".")]
+    def flops_of(part) -> float:
+        match = part if callable(part) else (lambda rel: rel == part or rel.startswith(part + "."))
+        keys = [k for k in per_module if k.startswith(name + ".") and match(k[len(name) + 1:])]
         # a module's count includes its children's: keep only entries with no counted ancestor
         top = [k for k in keys if not any(k.startswith(other + ".") for other in keys)]
         return float(sum(sum(per_module[k].values()) for k in top))
 
-    out = OrderedDict((label, under(prefix)) for label, prefix in parts.items())
+    out = OrderedDict((label, flops_of(part)) for label, part in parts.items())
     out["total"] = float(counter.get_total_flops())
     return out
 
