@@ -48,21 +48,25 @@ TORCH_LIBRARY(tds, m) {
 
   // Op 3: SME stem. bias tensors may be absent (Conv3d(bias=False)). pixel_mean/std are the
   // CLIP normalisation in [0,1] units; frames are pixel values in [0,255] (uint8 or float).
-  // padding is the Conv3d padding (pt, ph, pw). Returns (tokens, mean_rgb, var_rgb, mean_mot, var_mot).
+  // padding is the Conv3d padding (pt, ph, pw). Returns (tokens, mean_rgb, var_rgb, mean_mot, var_mot,
+  // z_rgb, z_mot): z_* are the pre-BatchNorm conv outputs without the conv bias, (B, T_out, N, d) in the
+  // tokens' dtype, kept for the backward (what eager autograd keeps too); in eval, where the forward
+  // fuses straight into the tokens, they are empty (0,) tensors.
   m.def(
       "sme_stem_forward(Tensor frames, Tensor w_rgb, Tensor? b_rgb, Tensor w_mot, Tensor? b_mot, "
       "Tensor gamma_rgb, Tensor beta_rgb, Tensor gamma_mot, Tensor beta_mot, "
       "Tensor running_mean_rgb, Tensor running_var_rgb, Tensor running_mean_mot, "
       "Tensor running_var_mot, float[] pixel_mean, float[] pixel_std, float alpha, int[] padding, "
-      "bool training, float eps) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
-  // Frames get no gradient (they are data). Returns (grad_w_rgb, grad_b_rgb, grad_w_mot,
+      "bool training, float eps) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // Frames get no gradient (they are data). z_rgb / z_mot: the forward's; empty ones make the
+  // backward recompute the convolutions. Returns (grad_w_rgb, grad_b_rgb, grad_w_mot,
   // grad_b_mot, grad_gamma_rgb, grad_beta_rgb, grad_gamma_mot, grad_beta_mot); the bias
   // gradients are empty tensors when the matching bias is absent.
   m.def(
       "sme_stem_backward(Tensor grad_out, Tensor frames, Tensor w_rgb, Tensor? b_rgb, Tensor w_mot, "
       "Tensor? b_mot, Tensor gamma_rgb, Tensor beta_rgb, Tensor gamma_mot, Tensor beta_mot, "
-      "Tensor mean_rgb, Tensor var_rgb, Tensor mean_mot, Tensor var_mot, float[] pixel_mean, "
-      "float[] pixel_std, float alpha, int[] padding, bool training, float eps) "
+      "Tensor mean_rgb, Tensor var_rgb, Tensor mean_mot, Tensor var_mot, Tensor z_rgb, Tensor z_mot, "
+      "float[] pixel_mean, float[] pixel_std, float alpha, int[] padding, bool training, float eps) "
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 
   // Extra op (issue #5): the side block's MLP, out = Linear2(GELU(Linear1(BatchNorm(x)))) on tokens

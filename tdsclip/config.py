@@ -21,6 +21,7 @@ from typing import Optional
 
 import yaml
 
+from .config_rules import check_int as _check_int  # noqa: F401  (re-exported: the configs' validate())
 from .config_rules import check_known, coerce, coerce_fields, field_types, load_yaml, split_override
 
 # The built-in backbones: patch size and native image size of the vision tower. Other open_clip
@@ -264,11 +265,6 @@ def _check_pretrained(backbone: str, pretrained: str) -> None:
 def _check_type(value, tp, name: str) -> None:
     if not isinstance(value, tp) or (tp is not bool and isinstance(value, bool)):
         raise TypeError(f"{name} must be a {tp.__name__}, got {value!r}")
-
-
-def _check_int(value, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
 
 
 def _check_number(value, name: str) -> None:

@@ -11,7 +11,10 @@
   value ``""``); ``null``/``none``/``~`` is allowed only where the field is optional. A value that
   does not fit is a ``ValueError`` naming the key (``optim.epochs: expected an integer, got 2.5``);
 * **unknown keys** (:func:`check_known`) are a ``ValueError`` that suggests the nearest known key;
-* **malformed YAML** (:func:`load_yaml`) is a ``ValueError`` naming the file, line and column.
+* **malformed YAML** (:func:`load_yaml`) is a ``ValueError`` naming the file, line and column;
+* **value checks** shared by every config's ``validate()`` (:func:`check_int`,
+  :func:`check_optional_positive_int`): a ``TypeError`` for the wrong type, a ``ValueError`` for a
+  value out of range, both naming the field.
 """
 from __future__ import annotations
 
@@ -184,3 +187,21 @@ def coerce_fields(cls, values, section: str = "") -> dict:
         check_known(key, types_, section)
         kwargs[key] = coerce(value, types_[key], qualified(section, key))
     return kwargs
+
+
+# ---------------------------------------------------------------------------------------------
+# value checks of validate()
+
+def check_int(value, name: str) -> None:
+    """TypeError unless ``value`` is an integer (a boolean is not)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+
+
+def check_optional_positive_int(value, name: str) -> None:
+    """``None`` (a default derived elsewhere, e.g. a width from the backbone's) or an integer >= 1."""
+    if value is None:
+        return
+    check_int(value, name)
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1 (or null), got {value}")

@@ -108,7 +108,8 @@ def _run_demo(cfg, log, command: str, stop, t0: float) -> int:
               "passed": summary["top1"] >= TARGET_TOP1 and base["val_top1"] <= BASELINE_LIMIT}
     with open(os.path.join(cfg.runtime.output, "demo_result.json"), "w", encoding="utf-8") as f:
         json.dump(report, f, indent=1)
-    log(f"demo: TDS-CLIP (tiny, side network trained) val top-1 {summary['top1']:.2f}% "
+    trained = "TDS-CLIP (tiny, side network trained)" if cfg.model.arch == "tdsclip" else f"{cfg.model.arch} (tiny)"
+    log(f"demo: {trained} val top-1 {summary['top1']:.2f}% "
         f"(target >= {TARGET_TOP1:.0f}%)")
     log(f"demo: order-blind baseline (linear probe on the frozen backbone's time-averaged features, "
         f"{base['num_train']} training videos) val top-1 {base['val_top1']:.2f}% (train {base['train_top1']:.2f}%; "

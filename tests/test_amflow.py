@@ -41,10 +41,26 @@ def test_config_round_trip_and_registry(tmp_path):
     ({"image_size": 65, "backbone": "tiny"}, "image_size must be a positive multiple"),
     ({"blocks": [-1]}, "0-based"),
     ({"arch": "tdsclip"}, "arch"),
+    ({"token_pool": "max"}, "token_pool must be one of"),
+    ({"token_slots": 0}, "token_slots must be >= 1"),
+    ({"flow_gain": 0.0}, "flow_gain must be > 0"),
 ])
 def test_config_errors_name_the_field(values, match):
     with pytest.raises((ValueError, TypeError), match=match):
         AMFlowConfig.from_dict(values)
+
+
+def test_adapter_scale_zero_is_rejected():
+    """s = 0 with W_up = 0 (its initialisation): d/ds = W_up E = 0 and d/dW_up = s·(…) = 0, so the
+    adapters would never change the tokens, silently."""
+    torch.manual_seed(0)
+    model = build(AMFlowConfig(**TINY, align=False, adapter_scale=0.5))
+    model.adapters["0"].attn_adapter.scale.data.zero_()
+    model.train()(clips()).sum().backward()
+    adapter = model.adapters["0"].attn_adapter
+    assert adapter.scale.grad == 0 and not adapter.up.weight.grad.any()
+    with pytest.raises(ValueError, match="adapter_scale must not be 0"):
+        AMFlowConfig(**TINY, adapter_scale=0.0)
 
 
 def test_override_error_leaves_config_unchanged():
@@ -95,7 +111,8 @@ def test_only_the_centre_frame_is_used():
 
 
 @pytest.mark.parametrize("extra", [{}, {"align": False}, {"am_heads": "per_head"}, {"blocks": [1]},
-                                   {"temporal": "lstm"}, {"temporal": "transformer", "temporal_heads": 4}])
+                                   {"temporal": "lstm"}, {"temporal": "transformer", "temporal_heads": 4},
+                                   {"token_pool": "slots", "token_slots": 3, "am_heads": "per_head", "flow_gain": 4.0}])
 def test_fused_path_matches_explicit_attention_map_path(extra):
     torch.manual_seed(1)
     ref_model = build(AMFlowConfig(**TINY, **extra, fused_ops=False)).eval()
@@ -139,6 +156,20 @@ def test_am_flow_sees_motion_and_is_zero_for_a_still_clip():
     assert flows[-1].abs().max() == 0
     model(clips(B=1, T=3))
     assert flows[-1].reshape(3, -1)[:2].abs().max() > 0 and flows[-1].reshape(3, -1)[2].abs().max() == 0
+
+
+def test_flow_gain_scales_the_flow_at_the_adapter_input():
+    x = clips(B=1, T=3)
+    flows = {}
+    for gain in (1.0, 3.0):
+        torch.manual_seed(0)
+        model = build(AMFlowConfig(**TINY, align=False, am_heads="per_head", flow_gain=gain)).eval()
+        model.adapters["0"].attn_adapter.register_forward_hook(lambda m, inp, out, g=gain: flows.update({g: inp[0]}))
+        model(x)
+    width = 64
+    torch.testing.assert_close(flows[3.0][..., :width], flows[1.0][..., :width])  # LN(X) untouched
+    torch.testing.assert_close(flows[3.0][..., width:], 3.0 * flows[1.0][..., width:])
+    assert flows[1.0].shape[-1] == width + 4  # one flow channel per head
 
 
 def test_gradient_checkpointing_gives_the_same_gradients():
@@ -194,3 +225,24 @@ def test_one_training_run_through_the_shared_trainer(tmp_path):
     assert isinstance(reloaded, AMFlowModel) and rcfg.model.arch == "amflow"
     model.eval()
     torch.testing.assert_close(reloaded(x[8:]), model(x[8:]))
+
+
+# --------------------------------------------------------------------------------------------- summary
+
+def test_summary_parameters_match_the_docs_table_and_adapter_flops_by_hand():
+    """docs/amflow.md §6: DINOv2 B/14, TCN (the defaults); the adapters' FLOPs of the tiny model by hand."""
+    from tdsclip.amflow import summary
+
+    counts = summary.parameter_counts(summary.meta_model(AMFlowConfig()))
+    m = {k: round(v / 1e6, 2) for k, v in counts.items()}
+    assert (m["adapters (W_down, W_up, s)"], m["token pooling weights"], m["aligning encoders"],
+            m["temporal modules"], m["trainable total"]) == (28.36, 4.74, 42.58, 56.66, 135.72)
+    assert counts["trainable total"] == sum(v for k, v in counts.items() if k not in ("trainable total", "frozen image model"))
+
+    cfg = AMFlowConfig(**TINY, align=False)
+    flops = summary.flops_per_view(cfg, frames=2)
+    T, L, C, r, blocks = 2, 17, 64, 64, 3
+    per_frame = 2 * L * (C + 1) * r + 2 * L * r * C + 2 * (2 * L * C * r)  # MHSA adapter ([LN(X) ‖ flow]) + MLP adapter
+    assert flops["adapters"] == pytest.approx(T * blocks * per_frame, rel=1e-6)
+    assert flops["frozen image model + AM flow"] > 0
+    assert summary.flops_per_view(cfg, frames=4)["adapters"] == pytest.approx(2 * flops["adapters"], rel=1e-6)

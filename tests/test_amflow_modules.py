@@ -12,7 +12,7 @@ from tdsclip.amflow.backbones import build_image_model
 from tdsclip.amflow.config import AMFlowConfig
 from tdsclip.amflow.flow import (am_flow, attention_distribution, column_logits, column_logits_explicit,
                                  normalise_flow, temporal_adjacent_absdiff)
-from tdsclip.amflow.temporal import TCN, LSTMTemporal, TemporalHead, TransformerTemporal
+from tdsclip.amflow.temporal import TCN, LSTMTemporal, SlotPool, TemporalHead, TokenPool, TransformerTemporal
 
 
 def explicit_attention_logits(q, k):
@@ -210,6 +210,37 @@ def test_temporal_head_pools_tokens_then_time():
     y = e.mean(dim=2).mean(dim=1)
     want = F.layer_norm(y, (6,), head.norm.weight, head.norm.bias, head.norm.eps) @ head.fc.weight.T + head.fc.bias
     torch.testing.assert_close(head(e), want)
+
+
+def test_slot_pool_against_a_loop():
+    pool = SlotPool(5, 3)
+    e = torch.randn(2, 4, 5, 6)
+    want = torch.stack([sum(pool.weight[l, k] * e[:, :, l] for l in range(5)) for k in range(3)], dim=2)
+    torch.testing.assert_close(pool(e), want.flatten(2))  # (B, T, K·r), slot-major
+    with pytest.raises(ValueError, match="expected 5 tokens"):
+        pool(torch.randn(2, 4, 6, 6))
+
+
+def test_slot_pool_keeps_where_a_mean_loses_it():
+    """Two frames with the same token vectors at swapped places: one pooled vector per channel
+    (mean, or the learned pool at its mean initialisation) cannot tell them apart, K slots can."""
+    e = torch.randn(1, 1, 5, 6)
+    swapped = e[:, :, [1, 0, 2, 3, 4]]
+    torch.testing.assert_close(e.mean(dim=2), swapped.mean(dim=2))
+    torch.testing.assert_close(TokenPool(5, 6)(e), TokenPool(5, 6)(swapped))
+    pool = SlotPool(5, 3)
+    assert not torch.allclose(pool(e), pool(swapped))
+
+
+def test_temporal_head_with_slots_feeds_the_slots_in_frame_order():
+    pool = SlotPool(5, 2)
+    tcn = TCN(2 * 6, 6, 1, 2)
+    head = TemporalHead(tcn, 6, 3, pool=pool)
+    e = torch.randn(2, 4, 5, 6)
+    y = tcn(pool(e)).mean(dim=1)
+    want = F.layer_norm(y, (6,), head.norm.weight, head.norm.bias, head.norm.eps) @ head.fc.weight.T + head.fc.bias
+    torch.testing.assert_close(head(e), want)
+    assert not torch.allclose(head(e), head(e.flip(1)))  # causal TCN: order matters
 
 
 # --------------------------------------------------------------------------------------------- frozen blocks

@@ -150,3 +150,15 @@ def test_train_config_model_is_the_typed_arch_config():
         load_config("demo", ["model.arch=nope"])
     with pytest.raises(ValueError, match="config section 'model' must be a mapping"):
         load_config("demo", ["model=3"])
+
+
+def test_optional_positive_int_check():
+    from tdsclip.config_rules import check_optional_positive_int
+
+    check_optional_positive_int(None, "width")
+    check_optional_positive_int(3, "width")
+    with pytest.raises(ValueError, match=r"width must be >= 1 \(or null\), got 0"):
+        check_optional_positive_int(0, "width")
+    for bad in (True, 2.0, "4"):
+        with pytest.raises(TypeError, match="width must be an integer"):
+            check_optional_positive_int(bad, "width")

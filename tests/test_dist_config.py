@@ -5,7 +5,7 @@ import torch
 
 from tdsclip.archs import arch_names, model_config_from_dict
 from tdsclip.dist.config import DiSTConfig
-from tdsclip.dist.frames import split_frames
+from tdsclip.dist.frames import frame_differences, split_frames
 
 
 def test_round_trip_through_dict_yaml_and_registry(tmp_path):
@@ -42,6 +42,9 @@ def test_override_coerces_and_leaves_config_unchanged_on_error():
     ({"head": "mlp"}, "head must be one of"),
     ({"integration_residual": "none"}, "integration_residual must be one of"),
     ({"logit_scale": -1.0}, "logit_scale must be > 0"),
+    ({"stem_input": "flow"}, "stem_input must be one of"),
+    ({"stem_input": "differences", "gamma": 1, "num_frames": 1}, "at least 2 dense frames"),
+    ({"temporal_dim": 0}, r"temporal_dim must be >= 1 \(or null\)"),
 ])
 def test_bad_values_name_the_field(fields, message):
     with pytest.raises(ValueError, match=message):
@@ -63,6 +66,7 @@ def test_demo_dist_config_loads_without_tdsclip_keys():
     assert isinstance(mcfg, DiSTConfig)
     assert cfg.model.arch == "dist" and not hasattr(cfg.model, "side_dim")  # base demo's TDS-CLIP keys dropped
     assert cfg.data.dataset == "demo" and cfg.runtime.output == "runs/demo_dist"
+    assert mcfg.stem_input == "differences"  # the recipe that learns the demo (docs/dist.md "Demo")
 
 
 # --------------------------------------------------------------------------------------------- frames
@@ -97,6 +101,13 @@ def test_segment_sampling_uses_every_centre_dense_and_every_gammath_sparse(gamma
     sparse, dense = split_frames(labelled_clips(S=8), gamma, "segments")
     assert ids(dense) == [[100 * b + 10 * s + 2 for s in range(8)] for b in range(2)]
     assert ids(sparse) == [[100 * b + 10 * s + 2 for s in range(0, 8, gamma)] for b in range(2)]
+
+
+def test_frame_differences_are_consecutive_differences_with_the_last_repeated():
+    dense = torch.tensor([0.0, 1.0, 3.0, 7.0]).view(1, 4, 1, 1, 1)
+    assert frame_differences(dense).flatten().tolist() == [1.0, 2.0, 4.0, 4.0]
+    with pytest.raises(ValueError, match="at least 2 dense frames"):
+        frame_differences(dense[:, :1])
 
 
 def test_segment_sampling_rejects_a_count_that_gamma_does_not_divide():

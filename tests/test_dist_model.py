@@ -156,7 +156,11 @@ def reference_features(model, clips):
     B, T = sparse.shape[:2]
     xs = model.backbone(sparse.reshape(B * T, 3, 64, 64))                 # [X_1, ..., X_L]
     v = normalise_images(dense.reshape(-1, 3, 64, 64), model.backbone.mean, model.backbone.std, torch.float32)
-    z = model.stem(v.view(B, -1, 3, 64, 64).transpose(1, 2))              # Z^0, Ẑ^0 = 0
+    v = v.view(B, -1, 3, 64, 64)
+    if cfg.stem_input == "differences":                                   # f_{i+1} - f_i, the last repeated
+        v = torch.stack([v[:, min(i, v.shape[1] - 2) + 1] - v[:, min(i, v.shape[1] - 2)]
+                         for i in range(v.shape[1])], dim=1)
+    z = model.stem(v.transpose(1, 2))                                     # Z^0, Ẑ^0 = 0
     y_prev = 0.0
     for l, layer in enumerate(model.layers):
         x_l = xs[l].view(B, T, *xs[l].shape[1:])
@@ -172,7 +176,7 @@ def reference_features(model, clips):
 
 @pytest.mark.parametrize("kw", [{}, {"integration_residual": "every"},
                                 {"dense_sampling": "segments", "num_frames": 8, "gamma": 2},
-                                {"gamma": 3, "head": "linear"}])
+                                {"gamma": 3, "head": "linear"}, {"stem_input": "differences", "gamma": 4}])
 def test_model_matches_the_equations(kw):
     torch.manual_seed(5)
     model = build_model(tiny_config(**kw)).eval()
@@ -180,6 +184,27 @@ def test_model_matches_the_equations(kw):
     with torch.no_grad():
         torch.testing.assert_close(model.forward_features(clips), reference_features(model, clips),
                                    rtol=1e-5, atol=1e-5)
+
+
+def test_stem_on_differences_ignores_what_does_not_change():
+    """stem_input=differences: a clip whose dense frames are all one picture gives Z^0 = the stem's
+    bias alone (the stem on raw frames does not), and a moving clip gives more."""
+    torch.manual_seed(8)
+    seen = {}
+    for stem_input in ("differences", "frames"):
+        model = build_model(tiny_config(stem_input=stem_input, gamma=4, head="linear")).eval()
+        model.stem.register_forward_hook(lambda mod, inp, out: seen.__setitem__(stem_input, out))
+        still = tiny_clips()[:, :1, 2:3].expand(-1, 4, 5, -1, -1, -1).contiguous()   # one frame per clip
+        with torch.no_grad():
+            model(still)
+            bias = model.stem.conv.bias.view(1, -1, 1, 1, 1).expand_as(seen[stem_input])
+            static_error = (seen[stem_input] - bias).abs().max().item()
+            if stem_input == "differences":
+                assert static_error == 0.0
+                model(tiny_clips())
+                assert (seen[stem_input] - bias).abs().max().item() > 0.1
+            else:
+                assert static_error > 0.1
 
 
 def test_residual_choice_changes_the_model():

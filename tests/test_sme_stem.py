@@ -8,6 +8,7 @@ kernels run under TRITON_INTERPRET=1 on small shapes; CUDA only where a GPU exis
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -326,14 +327,11 @@ def test_checkpoint_non_reentrant():
         torch.testing.assert_close(q.grad, p.grad)
 
 
-@pytest.mark.parametrize("backend", [pytest.param("cpu", marks=needs_ext), pytest.param("triton", marks=needs_triton)])
-def test_saved_tensors_are_frames_weights_and_stats(backend):
-    """Autograd keeps the frames as given (uint8), parameters and per-channel statistics: nothing of the
-    size of the conv outputs, the normalised frames or the difference stack."""
-    d, B, T, H, W = 16, 2, 2, 8, 8
-    m = make_module(d, 4).train()
-    m.backend = backend
-    frames = make_frames(B, T, H, W)
+SAVING_BACKENDS = [pytest.param("cpu", marks=needs_ext), pytest.param("cuda", marks=needs_cuda),
+                   pytest.param("triton", marks=needs_triton)]
+
+
+def _saved_by_forward(m, frames):
     saved = []
 
     def pack(t):
@@ -342,17 +340,107 @@ def test_saved_tensors_are_frames_weights_and_stats(backend):
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         out = m(frames)
+    return out, saved
+
+
+@pytest.mark.parametrize("backend", SAVING_BACKENDS)
+def test_saved_tensors_are_frames_params_stats_and_conv_outputs(backend):
+    """Autograd keeps the frames as given (uint8), the parameters, the per-channel statistics and the two
+    pre-BatchNorm conv outputs (tokens-sized, as eager keeps them; issue #11): nothing of the size of the
+    normalised frames or the difference stack."""
+    d, B, T, H, W = 16, 2, 2, 8, 8
+    device = "cuda" if backend == "cuda" else "cpu"
+    m = make_module(d, 4).train().to(device)
+    m.backend = backend
+    frames = make_frames(B, T, H, W, device=device)
+    out, saved = _saved_by_forward(m, frames)
     out.sum().backward()
     param_shapes = {tuple(p.shape) for p in m.parameters()}
     assert any(t.dtype == torch.uint8 and t.data_ptr() == frames.data_ptr() for t in saved), "frames not saved as given"
+    conv_outputs = [t for t in saved if t.dtype != torch.uint8 and tuple(t.shape) == tuple(out.shape)]
+    assert len(conv_outputs) == 2, [tuple(t.shape) for t in saved]
     for t in saved:
         if t.dtype == torch.uint8:
             assert t.shape == frames.shape
         else:
-            assert tuple(t.shape) in param_shapes, f"unexpected saved tensor of shape {tuple(t.shape)}"
+            assert tuple(t.shape) in param_shapes | {tuple(out.shape)}, f"unexpected saved tensor {tuple(t.shape)}"
+    # they are the bias-free conv outputs of the reference, in the tokens' dtype
+    with torch.no_grad():
+        ref = sme_stem_functional_reference(frames.cpu().double(), *[None if t is None else t.detach().cpu().double()
+                                                                      for t in m.cpu()._flat_args()],
+                                            list(m.mean), list(m.std), m.alpha, list(m.padding), True, m.bn_rgb.eps)
+    for z, z_ref in zip(conv_outputs, ref[5:]):
+        assert z.dtype == out.dtype
+        torch.testing.assert_close(z.cpu().double(), z_ref, rtol=1e-4, atol=1e-4)
     float_bytes = sum(t.numel() * t.element_size() for t in saved if t.dtype != torch.uint8)
-    assert float_bytes <= 4 * sum(p.numel() for p in m.parameters()) * 4
-    assert len(saved) <= 13
+    assert float_bytes <= 4 * sum(p.numel() for p in m.parameters()) * 4 + 2 * out.numel() * out.element_size()
+    assert len(saved) <= 15
+
+
+@pytest.mark.parametrize("backend", SAVING_BACKENDS)
+def test_eval_forward_keeps_no_conv_outputs(backend):
+    """An eval forward fuses straight into the tokens and keeps no conv output; its backward recomputes."""
+    device = "cuda" if backend == "cuda" else "cpu"
+    m = make_module(16, 4).eval().to(device)
+    m.backend = backend
+    out, saved = _saved_by_forward(m, make_frames(1, 2, 8, 8, device=device))
+    params = {tuple(p.shape) for p in m.parameters()}
+    assert all(t.dtype == torch.uint8 or t.numel() == 0 or tuple(t.shape) in params for t in saved), [tuple(t.shape) for t in saved]
+    out.sum().backward()
+    assert torch.isfinite(m.conv_rgb.weight.grad).all()
+
+
+# GEMM ops and the positions of their two matrix operands
+_GEMMS = {"aten::mm": 0, "aten::bmm": 0, "aten::addmm": 1, "aten::addmm_": 1, "aten::baddbmm": 1}
+
+
+def _gemm_flops(fn):
+    """FLOPs of the GEMMs fn runs (the C++ kernels call ATen GEMMs through the dispatcher, so the profiler
+    sees them), on one thread."""
+    from torch.profiler import ProfilerActivity, profile
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # every call on this thread, where the profiler records it
+    try:
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            fn()
+    finally:
+        torch.set_num_threads(threads)
+    flops = 0
+    for e in prof.events():
+        if e.name in _GEMMS:
+            a, b = e.input_shapes[_GEMMS[e.name]:_GEMMS[e.name] + 2]
+            flops += 2 * math.prod(a) * b[-1]
+    return flops
+
+
+@pytest.mark.parametrize("backend", [pytest.param("cpu", marks=needs_ext), pytest.param("cuda", marks=needs_cuda)])
+def test_backward_does_not_recompute_the_convolutions(backend):
+    """Issue #11: the training backward reads the saved conv outputs, so its GEMMs are the weight
+    gradient's only -- about the forward's conv FLOPs; recomputing Z would double them."""
+    device = "cuda" if backend == "cuda" else "cpu"
+    m = make_module(16, 4).train().to(device)
+    m.backend = backend
+    frames = make_frames(2, 3, 13, 13, device=device)
+    box = {}
+    fwd = _gemm_flops(lambda: box.setdefault("out", m(frames)))
+    bwd = _gemm_flops(lambda: box["out"].square().sum().backward())
+    assert fwd > 0 and bwd < 1.25 * fwd, (fwd, bwd)
+
+
+@needs_triton
+def test_triton_backward_does_not_recompute_the_convolutions(monkeypatch):
+    from tds_kernels.ops.sme_stem import triton as tri
+
+    calls = []
+    conv = tri._conv
+    monkeypatch.setattr(tri, "_conv", lambda *a, **k: calls.append(1) or conv(*a, **k))
+    m = make_module(16, 4).train()
+    m.backend = "triton"
+    out = m(make_frames(1, 2, 8, 8))
+    assert len(calls) == 1
+    out.square().sum().backward()
+    assert len(calls) == 1, "the backward recomputed the convolutions"
 
 
 # ---- bad inputs ------------------------------------------------------------------------------

@@ -9,7 +9,9 @@
 #include <algorithm>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
+#include <utility>
 
 #include "common/sme_stem_math.h"
 
@@ -204,6 +206,59 @@ inline at::Tensor rgb_bias_map_grad(const Call& c, const at::Tensor& D) {
   // dv[kt, ky, kx, o] -> (d, 1, 3, P, P) times b_c
   return dv.view({kTaps, P, P, d}).permute({3, 0, 1, 2}).unsqueeze(1) *
          colour_shift(c, dev).view({1, kColours, 1, 1, 1});
+}
+
+// The pre-BatchNorm conv outputs a training forward returns for the backward (docs/model.md §4 op 3):
+// Z without the conv bias as (B, T_out, N, d) in the tokens' dtype -- what eager autograd keeps for
+// BatchNorm's and the conv's backward. No copy when the kernel's (n_pos, d) buffer already has that dtype.
+inline at::Tensor saved_conv_output(const Call& c, const at::Tensor& z) {
+  const Geom& g = c.g;
+  return z.view({g.B, g.T_out, g.h * g.w, g.d}).to(c.out);
+}
+
+using ForwardResults = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+// The forward's results (the schema's order): tokens, fresh copies of the four statistics rows of
+// `stats` (kNumStats, d), then the conv outputs zr / zm (n_pos, d) for the backward in training, or
+// two empty tensors in eval.
+inline ForwardResults forward_results(const Call& c, const at::Tensor& out, const at::Tensor& stats,
+                                      const at::Tensor& zr, const at::Tensor& zm) {
+  const at::Tensor none = at::empty({0}, out.options());
+  return {out,
+          stats[kMeanR].clone(),
+          stats[kVarR].clone(),
+          stats[kMeanM].clone(),
+          stats[kVarM].clone(),
+          c.training ? saved_conv_output(c, zr) : none,
+          c.training ? saved_conv_output(c, zm) : none.clone()};
+}
+
+// Whether the backward got the forward's conv outputs (z_rgb, z_mot) or empty tensors (eval forwards
+// keep none: the backward then recomputes them); checks what it got.
+inline bool has_saved_conv_outputs(const char* op, const Call& c, const at::Tensor& z_rgb, const at::Tensor& z_mot,
+                                   const at::Device& dev) {
+  const bool saved = z_rgb.numel() > 0;
+  TORCH_CHECK_VALUE(saved == (z_mot.numel() > 0), op, ": z_rgb and z_mot must both be the forward's conv outputs ",
+                    "or both be empty, got shapes ", z_rgb.sizes(), " and ", z_mot.sizes());
+  if (!saved) return false;
+  const Geom& g = c.g;
+  for (const auto& kv : {std::make_pair("z_rgb", z_rgb), std::make_pair("z_mot", z_mot)}) {
+    const at::Tensor& z = kv.second;
+    TORCH_CHECK_TYPE(is_float_dtype(z.scalar_type()), op, ": ", kv.first, " must be floating point, got ",
+                     z.scalar_type());
+    TORCH_CHECK_VALUE(z.dim() == 4 && z.size(0) == g.B && z.size(1) == g.T_out && z.size(2) == g.h * g.w &&
+                          z.size(3) == g.d,
+                      op, ": ", kv.first, " must be (", g.B, ", ", g.T_out, ", ", g.h * g.w, ", ", g.d, "), got ",
+                      z.sizes());
+    TORCH_CHECK_VALUE(z.device() == dev, op, ": ", kv.first, " is on ", z.device(), " but frames are on ", dev);
+  }
+  return true;
+}
+
+// A saved conv output as the (n_pos, d) accumulation-dtype matrix the kernels read (no copy when it
+// already is one: read only).
+inline at::Tensor conv_output_matrix(const Call& c, const at::Tensor& z) {
+  return z.to(c.acc).contiguous().view({-1, c.g.d});
 }
 
 // (kNumParams, d) in the accumulation dtype; absent biases and unread statistics are zeros.

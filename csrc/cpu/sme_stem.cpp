@@ -20,11 +20,14 @@
 // same 5 frames once, but the difference form has 12 P^2 GEMM columns instead of 15 P^2, i.e. 20%
 // fewer GEMM FLOPs and 20% less patch buffer traffic, for 12 subtractions per pixel position.
 //
-// Backward (weights only; frames are data): a first pass recomputes Z chunk by chunk (the autograd
-// context keeps only frames, weights and the per-channel statistics) and reduces sum(g),
-// sum(g (Z - shift)); BatchNorm's backward turns Z into dZ in place; a second pass regathers the
-// planes and accumulates A_i = plane_i^T . dm_i (dm = the transposed output transform of dZ) with
-// at::addmm_ into per-thread accumulators; the transposed weight transform gives dW per tap.
+// Backward (weights only; frames are data): a first pass reduces sum(g), sum(g (Z - shift)) over the
+// conv outputs Z the training forward returned for it (the autograd context keeps them, as eager
+// autograd keeps Conv3d's output for BatchNorm: recomputing them cost the forward's GEMMs again, which
+// made the backward slower than eager's; bench/target_notes.md). Only when given none (an eval
+// forward fuses straight into the tokens) does that pass recompute Z chunk by chunk. BatchNorm's
+// backward turns Z into dZ; a second pass regathers the planes and accumulates A_i = plane_i^T . dm_i
+// (dm = the transposed output transform of dZ) with at::addmm_ into per-thread accumulators; the
+// transposed weight transform gives dW per tap.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -273,6 +276,42 @@ void squared_deviations(const acc_t* zr, const acc_t* zm, int64_t n_pos, int64_t
     }
 }
 
+// Pass 1 of the backward over saved conv outputs: sums of g, g (Z - shift), Z - shift per channel
+// around the per-channel centres (2, d), over fixed blocks of positions (deterministic whatever the
+// thread count), into sums (kNumBwdStats, d) -- what combine_chunk's kBackwardStats pass sums when it
+// recomputes Z.
+template <typename acc_t>
+void backward_sums(const acc_t* zr, const acc_t* zm, const acc_t* grad, int64_t n_pos, int64_t d,
+                   const double* centre, double* sums) {
+  constexpr int64_t kBlock = 256;
+  const int64_t n_blocks = (n_pos + kBlock - 1) / kBlock;
+  std::vector<double> part(static_cast<size_t>(n_blocks * kNumBwdStats * d), 0.0);
+  at::parallel_for(0, n_blocks, 1, [&](int64_t b0, int64_t b1) {
+    const double *cr = centre, *cm = centre + d;
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      double* pt = part.data() + blk * kNumBwdStats * d;
+      double *sg = pt + kSumG * d, *sgr = pt + kSumGZr * d, *sgm = pt + kSumGZm * d;
+      double *szr = pt + kSumZr0 * d, *szm = pt + kSumZm0 * d;
+      const int64_t p1 = std::min(n_pos, (blk + 1) * kBlock);
+      for (int64_t p = blk * kBlock; p < p1; ++p) {
+        const acc_t* a = zr + p * d;
+        const acc_t* m = zm + p * d;
+        const acc_t* gr = grad + p * d;
+        for (int64_t o = 0; o < d; ++o) {
+          const double gv = gr[o], vr = a[o] - cr[o], vm = m[o] - cm[o];
+          sg[o] += gv;
+          sgr[o] += gv * vr;
+          sgm[o] += gv * vm;
+          szr[o] += vr;
+          szm[o] += vm;
+        }
+      }
+    }
+  });
+  for (int64_t blk = 0; blk < n_blocks; ++blk)
+    for (int64_t k = 0; k < kNumBwdStats * d; ++k) sums[k] += part[blk * kNumBwdStats * d + k];
+}
+
 // Gradients of the four plane products of a chunk (plane p, row (group, tile, j), d wide) from dZ.
 template <typename acc_t>
 void plane_grads_chunk(const Geom& g, int64_t g0, int64_t g1, const acc_t* dz, acc_t* dm, int64_t plane_stride) {
@@ -323,32 +362,35 @@ FrameStrides strides_of(const at::Tensor& frames) {
   return {frames.stride(0), frames.stride(1), frames.stride(2), frames.stride(3), frames.stride(4), frames.stride(5)};
 }
 
+// Rows (channel, ky, kx) of the weight planes handled per block by the two weight transforms below:
+// the planes are (K, d), the Conv3d weight (d, C, 3, P, P), so each is the other's transpose. Going by
+// blocks of kRowBlock rows and, inside, over the output channel o, the transform reads/writes runs
+// of up to kRowBlock consecutive (ky, kx) of the Conv3d layout and kRowBlock plane rows at column o,
+// all in cache, instead of a strided whole-matrix transpose (~17 ms for w_mot at d = 320 here).
+constexpr int64_t kRowBlock = 16;
+
 // Conv3d weight (d, C, 3, P, P) -> the Winograd weight planes (4, K, d), K = C P^2, rows (channel, ky,
-// kx), with the normalisation scale a_c folded in: one 2D transpose to rows (channel, tap, ky, kx) x d
-// (contiguous in the output channel), then one vectorised pass per row.
+// kx), with the normalisation scale a_c folded in.
 at::Tensor weight_planes(const Call& c, const at::Tensor& w) {
-  const int64_t d = w.size(0), C = w.size(1), P2 = c.g.P * c.g.P, K = C * P2;
-  const at::Tensor wt = w.to(c.acc).reshape({d, C * kTaps * P2}).t().contiguous();
-  at::Tensor planes = at::empty({kPlanes, K, d}, wt.options());
+  const int64_t d = w.size(0), C = w.size(1), P2 = c.g.P * c.g.P, K = C * P2, KK = C * kTaps * P2;
+  const at::Tensor wc = w.to(c.acc).contiguous();
+  at::Tensor planes = at::empty({kPlanes, K, d}, wc.options());
   dispatch_acc(c.acc, [&](auto* tag) {
     using acc_t = std::remove_pointer_t<decltype(tag)>;
-    const acc_t* src = wt.const_data_ptr<acc_t>();
+    const acc_t* src = wc.const_data_ptr<acc_t>();
     acc_t* dst = planes.data_ptr<acc_t>();
-    at::parallel_for(0, K, 16, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const int64_t ch = r / P2, q = r % P2;
-        const acc_t a = static_cast<acc_t>(c.a[ch % kColours]);
-        const acc_t* w0 = src + (ch * kTaps * P2 + q) * d;
-        const acc_t* w1 = w0 + P2 * d;
-        const acc_t* w2 = w1 + P2 * d;
-        acc_t* o0 = dst + r * d;
+    at::parallel_for(0, K, kRowBlock, [&](int64_t r0, int64_t r1) {
+      for (int64_t b0 = r0; b0 < r1; b0 += kRowBlock) {
+        const int64_t b1 = std::min(r1, b0 + kRowBlock);
         for (int64_t o = 0; o < d; ++o) {
-          acc_t G[kPlanes];
-          winograd_weight(a * w0[o], a * w1[o], a * w2[o], G);
-          o0[o] = G[0];
-          o0[K * d + o] = G[1];
-          o0[2 * K * d + o] = G[2];
-          o0[3 * K * d + o] = G[3];
+          for (int64_t r = b0; r < b1; ++r) {
+            const int64_t ch = r / P2, q = r % P2;
+            const acc_t a = static_cast<acc_t>(c.a[ch % kColours]);
+            const acc_t* w0 = src + o * KK + ch * kTaps * P2 + q;  // taps at w0, w0 + P2, w0 + 2 P2
+            acc_t G[kPlanes];
+            winograd_weight(a * w0[0], a * w0[P2], a * w0[2 * P2], G);
+            for (int p = 0; p < kPlanes; ++p) dst[(p * K + r) * d + o] = G[p];
+          }
         }
       }
     });
@@ -358,29 +400,32 @@ at::Tensor weight_planes(const Call& c, const at::Tensor& w) {
 
 // Transpose of weight_planes for a gradient: plane gradients (4, K, d) -> Conv3d layout (d, C, 3, P, P).
 at::Tensor weight_grad_from_planes(const Call& c, const at::Tensor& planes, int64_t C) {
-  const int64_t d = c.g.d, P2 = c.g.P * c.g.P, K = C * P2;
-  at::Tensor wt = at::empty({C * kTaps * P2, d}, planes.options());
+  const int64_t d = c.g.d, P2 = c.g.P * c.g.P, K = C * P2, KK = C * kTaps * P2;
+  at::Tensor out = at::empty({d, C, kTaps, c.g.P, c.g.P}, planes.options());
   dispatch_acc(c.acc, [&](auto* tag) {
     using acc_t = std::remove_pointer_t<decltype(tag)>;
     const acc_t* src = planes.const_data_ptr<acc_t>();
-    acc_t* dst = wt.data_ptr<acc_t>();
-    at::parallel_for(0, K, 16, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const int64_t ch = r / P2, q = r % P2;
-        const acc_t a = static_cast<acc_t>(c.a[ch % kColours]);
-        const acc_t* a0 = src + r * d;
-        acc_t* w0 = dst + (ch * kTaps * P2 + q) * d;
+    acc_t* dst = out.data_ptr<acc_t>();
+    at::parallel_for(0, K, kRowBlock, [&](int64_t r0, int64_t r1) {
+      for (int64_t b0 = r0; b0 < r1; b0 += kRowBlock) {
+        const int64_t b1 = std::min(r1, b0 + kRowBlock);
         for (int64_t o = 0; o < d; ++o) {
-          acc_t dw[kTaps];
-          winograd_weight_grad(a0[o], a0[K * d + o], a0[2 * K * d + o], a0[3 * K * d + o], dw);
-          w0[o] = a * dw[0];
-          w0[P2 * d + o] = a * dw[1];
-          w0[2 * P2 * d + o] = a * dw[2];
+          for (int64_t r = b0; r < b1; ++r) {
+            const int64_t ch = r / P2, q = r % P2;
+            const acc_t a = static_cast<acc_t>(c.a[ch % kColours]);
+            const acc_t* a0 = src + r * d + o;
+            acc_t dw[kTaps];
+            winograd_weight_grad(a0[0], a0[K * d], a0[2 * K * d], a0[3 * K * d], dw);
+            acc_t* w0 = dst + o * KK + ch * kTaps * P2 + q;
+            w0[0] = a * dw[0];
+            w0[P2] = a * dw[1];
+            w0[2 * P2] = a * dw[2];
+          }
         }
       }
     });
   });
-  return wt.t().contiguous().view({d, C, kTaps, c.g.P, c.g.P});
+  return out;
 }
 
 // Per-thread chunk buffers: the 4 planes of both branches and, with `gemm`, their products.
@@ -430,7 +475,7 @@ void for_each_chunk(const Call& c, const at::Tensor& frames, const at::Tensor& w
   });
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sme_stem_forward_cpu(
+ForwardResults sme_stem_forward_cpu(
     const at::Tensor& frames, const at::Tensor& w_rgb, const std::optional<at::Tensor>& b_rgb, const at::Tensor& w_mot,
     const std::optional<at::Tensor>& b_mot, const at::Tensor& gamma_rgb, const at::Tensor& beta_rgb,
     const at::Tensor& gamma_mot, const at::Tensor& beta_mot, const at::Tensor& running_mean_rgb,
@@ -454,6 +499,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sme_stem_
   at::Tensor out = new_output({g.B, g.T_out, g.h * g.w, d}, w_rgb.options().dtype(c.out));
   at::Tensor stats = new_output({kNumStats, d}, acc_opts);
   at::Tensor coefs = at::empty({kNumFwdCoefs, d}, acc_opts);
+  at::Tensor zr, zm;  // the conv outputs (training only): the statistics' input, kept for the backward
   const double n = static_cast<double>(n_pos);
 
   dispatch_acc(c.acc, [&](auto* acc_tag) {
@@ -480,7 +526,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sme_stem_
           });
           return;
         }
-        at::Tensor zr = at::empty({n_pos, d}, acc_opts), zm = at::empty({n_pos, d}, acc_opts);
+        zr = at::empty({n_pos, d}, acc_opts);
+        zm = at::empty({n_pos, d}, acc_opts);
         at::Tensor partials = at::zeros({num_chunks(g), 2, d}, acc_opts.dtype(at::kDouble));
         for_each_chunk<frame_t, acc_t>(c, frames, wr, wm, true, [&](int64_t ck, int64_t g0, int64_t g1, int64_t,
                                                                     Buffers& bf) {
@@ -520,7 +567,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sme_stem_
       });
     });
   });
-  return {out, stats[kMeanR].clone(), stats[kVarR].clone(), stats[kMeanM].clone(), stats[kVarM].clone()};
+  return forward_results(c, out, stats, zr, zm);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
@@ -529,8 +576,9 @@ sme_stem_backward_cpu(const at::Tensor& grad_out, const at::Tensor& frames, cons
                       const std::optional<at::Tensor>& b_mot, const at::Tensor& gamma_rgb, const at::Tensor& beta_rgb,
                       const at::Tensor& gamma_mot, const at::Tensor& beta_mot, const at::Tensor& mean_rgb,
                       const at::Tensor& var_rgb, const at::Tensor& mean_mot, const at::Tensor& var_mot,
-                      at::ArrayRef<double> pixel_mean, at::ArrayRef<double> pixel_std, double alpha,
-                      at::IntArrayRef padding, bool training, double eps) {
+                      const at::Tensor& z_rgb, const at::Tensor& z_mot, at::ArrayRef<double> pixel_mean,
+                      at::ArrayRef<double> pixel_std, double alpha, at::IntArrayRef padding, bool training,
+                      double eps) {
   const Call c = check_inputs("sme_stem_backward", frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_mot,
                               beta_mot,
                               {{"mean_rgb", mean_rgb}, {"var_rgb", var_rgb}, {"mean_mot", mean_mot}, {"var_mot", var_mot}},
@@ -546,8 +594,12 @@ sme_stem_backward_cpu(const at::Tensor& grad_out, const at::Tensor& frames, cons
                     " but frames are on ", frames.device());
   const auto acc_opts = w_rgb.options().dtype(c.acc);
   const at::Tensor grad = grad_out.to(c.acc).contiguous().view({n_pos, d});
-  const at::Tensor wr = weight_planes(c, w_rgb), wm = weight_planes(c, w_mot);
-  const at::Tensor bias_map = has_mean_shift(c) ? rgb_bias_map(c, w_rgb) : at::Tensor();
+  const bool saved = has_saved_conv_outputs("sme_stem_backward", c, z_rgb, z_mot, frames.device());
+  // The weight planes and the RGB border bias map make Z: only a recompute needs them (the bias map's
+  // share of dW needs only has_mean_shift).
+  const at::Tensor wr = saved ? at::empty({0}, acc_opts) : weight_planes(c, w_rgb);
+  const at::Tensor wm = saved ? at::empty({0}, acc_opts) : weight_planes(c, w_mot);
+  const at::Tensor bias_map = has_mean_shift(c) && !saved ? rgb_bias_map(c, w_rgb) : at::Tensor();
   const at::Tensor params = param_pack(c, b_rgb, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot, at::Tensor(),
                                        at::Tensor(), at::Tensor(), at::Tensor());
   const at::Tensor stats = at::stack({mean_rgb.to(c.acc), var_rgb.to(c.acc), mean_mot.to(c.acc), var_mot.to(c.acc)})
@@ -556,48 +608,63 @@ sme_stem_backward_cpu(const at::Tensor& grad_out, const at::Tensor& frames, cons
   at::Tensor coefs = at::empty({kNumBwdCoefs, d}, acc_opts);
   const int64_t Kr = kRgbChannels * P2, Km = kMotChannels * P2;
   at::Tensor a_r, a_m;  // plane gradients (4, K, d)
-  at::Tensor zr = at::empty({n_pos, d}, acc_opts), zm = at::empty({n_pos, d}, acc_opts);
+  // Z: the forward's (read only; dZ gets its own buffers), or recomputed into buffers dZ then overwrites.
+  const at::Tensor zr = saved ? conv_output_matrix(c, z_rgb) : at::empty({n_pos, d}, acc_opts);
+  const at::Tensor zm = saved ? conv_output_matrix(c, z_mot) : at::empty({n_pos, d}, acc_opts);
+  const at::Tensor dzr = saved ? at::empty({n_pos, d}, acc_opts) : zr;
+  const at::Tensor dzm = saved ? at::empty({n_pos, d}, acc_opts) : zm;
 
   dispatch_acc(c.acc, [&](auto* acc_tag) {
     using acc_t = std::remove_pointer_t<decltype(acc_tag)>;
     const acc_t* bm = bias_map.defined() ? bias_map.const_data_ptr<acc_t>() : nullptr;
     dispatch_frames(frames.scalar_type(), [&](auto* frame_tag) {
       using frame_t = std::remove_pointer_t<decltype(frame_tag)>;
-      // Pass 1: recompute Z; sums of g, g (Z - shift), Z - shift per channel.
+      // Pass 1: sums of g, g (Z - shift), Z - shift per channel (recomputing Z if it was not saved).
       std::vector<double> centre(2 * d);
       for (int64_t o = 0; o < d; ++o)
         backward_shift<acc_t>(o, d, params.const_data_ptr<acc_t>(), stats.const_data_ptr<acc_t>(), centre[o],
                               centre[d + o]);
-      at::Tensor partials = at::zeros({num_chunks(g), kNumBwdStats, d}, acc_opts.dtype(at::kDouble));
-      for_each_chunk<frame_t, acc_t>(c, frames, wr, wm, true, [&](int64_t ck, int64_t g0, int64_t g1, int64_t,
-                                                                  Buffers& bf) {
-        combine_chunk<acc_t, acc_t>(Pass::kBackwardStats, g, g0, g1, bf.yr.const_data_ptr<acc_t>(),
-                                    bf.ym.const_data_ptr<acc_t>(), bf.yr.stride(0), bm, zr.data_ptr<acc_t>(),
-                                    zm.data_ptr<acc_t>(), static_cast<acc_t*>(nullptr), nullptr,
-                                    grad.const_data_ptr<acc_t>(), centre.data(), partials[ck].data_ptr<double>(),
-                                    nullptr);
-      });
-      const at::Tensor sums = partials.sum(0).contiguous();  // chunk order: deterministic
+      at::Tensor sums;
+      if (saved) {
+        sums = at::zeros({kNumBwdStats, d}, acc_opts.dtype(at::kDouble));
+        backward_sums<acc_t>(zr.const_data_ptr<acc_t>(), zm.const_data_ptr<acc_t>(), grad.const_data_ptr<acc_t>(),
+                             n_pos, d, centre.data(), sums.data_ptr<double>());
+      } else {
+        at::Tensor partials = at::zeros({num_chunks(g), kNumBwdStats, d}, acc_opts.dtype(at::kDouble));
+        for_each_chunk<frame_t, acc_t>(c, frames, wr, wm, true, [&](int64_t ck, int64_t g0, int64_t g1, int64_t,
+                                                                    Buffers& bf) {
+          combine_chunk<acc_t, acc_t>(Pass::kBackwardStats, g, g0, g1, bf.yr.const_data_ptr<acc_t>(),
+                                      bf.ym.const_data_ptr<acc_t>(), bf.yr.stride(0), bm, zr.data_ptr<acc_t>(),
+                                      zm.data_ptr<acc_t>(), static_cast<acc_t*>(nullptr), nullptr,
+                                      grad.const_data_ptr<acc_t>(), centre.data(), partials[ck].data_ptr<double>(),
+                                      nullptr);
+        });
+        sums = partials.sum(0).contiguous();  // chunk order: deterministic
+      }
       for (int64_t o = 0; o < d; ++o)
         backward_channel<acc_t>(o, d, c.training, static_cast<double>(n_pos), c.eps, c.alpha,
                                 sums.const_data_ptr<double>(), params.const_data_ptr<acc_t>(),
                                 stats.const_data_ptr<acc_t>(), grads.data_ptr<acc_t>(), coefs.data_ptr<acc_t>());
-      // BatchNorm backward: Z -> dZ in place.
+      // BatchNorm backward: Z -> dZ (in place over recomputed Z).
       {
-        acc_t* zrp = zr.data_ptr<acc_t>();
-        acc_t* zmp = zm.data_ptr<acc_t>();
+        const acc_t* zrp = zr.const_data_ptr<acc_t>();
+        const acc_t* zmp = zm.const_data_ptr<acc_t>();
+        acc_t* dzrp = dzr.data_ptr<acc_t>();
+        acc_t* dzmp = dzm.data_ptr<acc_t>();
         const acc_t* gp = grad.const_data_ptr<acc_t>();
         const acc_t* k = coefs.const_data_ptr<acc_t>();
         at::parallel_for(0, n_pos, 64, [&](int64_t p0, int64_t p1) {
           const acc_t *k1r = k + kK1r * d, *k2r = k + kK2r * d, *k3r = k + kK3r * d, *cr = k + kBShiftR * d;
           const acc_t *k1m = k + kK1m * d, *k2m = k + kK2m * d, *k3m = k + kK3m * d, *cm = k + kBShiftM * d;
           for (int64_t p = p0; p < p1; ++p) {
-            acc_t* a = zrp + p * d;
-            acc_t* m = zmp + p * d;
+            const acc_t* a = zrp + p * d;
+            const acc_t* m = zmp + p * d;
+            acc_t* da = dzrp + p * d;
+            acc_t* dm = dzmp + p * d;
             const acc_t* gr = gp + p * d;
             for (int64_t o = 0; o < d; ++o) {
-              a[o] = bn_grad(gr[o], a[o], k1r[o], k2r[o], k3r[o], cr[o]);
-              m[o] = bn_grad(gr[o], m[o], k1m[o], k2m[o], k3m[o], cm[o]);
+              da[o] = bn_grad(gr[o], a[o], k1r[o], k2r[o], k3r[o], cr[o]);
+              dm[o] = bn_grad(gr[o], m[o], k1m[o], k2m[o], k3m[o], cm[o]);
             }
           }
         });
@@ -616,9 +683,9 @@ sme_stem_backward_cpu(const at::Tensor& grad_out, const at::Tensor& frames, cons
           dm_r[tid] = at::empty({kPlanes, rows_max, d}, acc_opts);
           dm_m[tid] = at::empty({kPlanes, rows_max, d}, acc_opts);
         }
-        plane_grads_chunk<acc_t>(g, g0, g1, zr.const_data_ptr<acc_t>(), dm_r[tid].data_ptr<acc_t>(),
+        plane_grads_chunk<acc_t>(g, g0, g1, dzr.const_data_ptr<acc_t>(), dm_r[tid].data_ptr<acc_t>(),
                                  dm_r[tid].stride(0));
-        plane_grads_chunk<acc_t>(g, g0, g1, zm.const_data_ptr<acc_t>(), dm_m[tid].data_ptr<acc_t>(),
+        plane_grads_chunk<acc_t>(g, g0, g1, dzm.const_data_ptr<acc_t>(), dm_m[tid].data_ptr<acc_t>(),
                                  dm_m[tid].stride(0));
         for (int64_t p = 0; p < kPlanes; ++p) {
           at::Tensor ar = acc_r[tid][p], am = acc_m[tid][p];
@@ -641,9 +708,9 @@ sme_stem_backward_cpu(const at::Tensor& grad_out, const at::Tensor& frames, cons
     });
   });
   at::Tensor gw_rgb = weight_grad_from_planes(c, a_r, kRgbChannels);
-  if (bias_map.defined()) {
+  if (has_mean_shift(c)) {
     // D = sum over clips of dZ_rgb feeds the bias map's (border-dependent) share of dW_rgb.
-    gw_rgb = gw_rgb + rgb_bias_map_grad(c, zr.view({g.B, g.T_out, g.h, g.w, d}).sum(0));
+    gw_rgb = gw_rgb + rgb_bias_map_grad(c, dzr.view({g.B, g.T_out, g.h, g.w, d}).sum(0));
   }
   at::Tensor gw_mot = weight_grad_from_planes(c, a_m, kMotChannels);
   return {gw_rgb.to(w_rgb.scalar_type()).contiguous(),

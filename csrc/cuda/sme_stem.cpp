@@ -2,8 +2,9 @@
 // the same algorithm as csrc/cpu/sme_stem.cpp, with chunks of ~kTargetRows patch rows per GEMM on the
 // current stream. Per chunk: gather kernel (frames -> patch buffers), two cuBLAS GEMMs against the
 // folded weights of the three taps, tap-combination kernel. Training adds a column-sum kernel for the
-// batch statistics and a normalise + fuse kernel. Backward: recompute Z chunk by chunk, column sums
-// with the gradient, BatchNorm backward in place, then per chunk regather + shift + addmm into dW.
+// batch statistics and a normalise + fuse kernel; training returns Z for the backward. Backward: column
+// sums of the saved Z with the gradient (Z recomputed chunk by chunk only after an eval forward, which
+// keeps none), BatchNorm backward into dZ, then per chunk regather + shift + addmm into dW.
 // GEMMs run in the accumulation dtype (fp32, or fp64 for a fp64 op) whatever the weight dtype, so
 // fp16/bf16 weights get fp32 products; cuBLAS follows torch's TF32 setting for fp32 matmuls.
 #include <ATen/ATen.h>
@@ -90,7 +91,7 @@ void conv_pass(const Call& c, const at::Tensor& frames, const at::Tensor& wr, co
   });
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sme_stem_forward_cuda(
+ForwardResults sme_stem_forward_cuda(
     const at::Tensor& frames, const at::Tensor& w_rgb, const std::optional<at::Tensor>& b_rgb, const at::Tensor& w_mot,
     const std::optional<at::Tensor>& b_mot, const at::Tensor& gamma_rgb, const at::Tensor& beta_rgb,
     const at::Tensor& gamma_mot, const at::Tensor& beta_mot, const at::Tensor& running_mean_rgb,
@@ -117,13 +118,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sme_stem_
   at::Tensor stats = new_output({kNumStats, d}, opts);
   at::Tensor coefs = at::empty({kNumFwdCoefs, d}, opts);
   const double n = static_cast<double>(n_pos);
+  at::Tensor zr, zm;  // the conv outputs (training only): the statistics' input, kept for the backward
   if (!c.training) {
     check(cuda::forward_finalise(d, false, n, c.eps, c.alpha, nullptr, params.const_data_ptr(),
                                  stats.mutable_data_ptr(), coefs.mutable_data_ptr(), acc_type(c.acc), stream),
           "finalise kernel");
     conv_pass(c, frames, wr, wm, bias_map, /*eval=*/true, nullptr, nullptr, &out, coefs, opts, stream);
   } else {
-    at::Tensor zr = at::empty({n_pos, d}, opts), zm = at::empty({n_pos, d}, opts);
+    zr = at::empty({n_pos, d}, opts);
+    zm = at::empty({n_pos, d}, opts);
     conv_pass(c, frames, wr, wm, bias_map, /*eval=*/false, &zr, &zm, nullptr, at::Tensor(), opts, stream);
     // Batch statistics in two passes: sums -> means, then squared deviations around them.
     const int64_t n_split = n_split_for(n_pos);
@@ -146,7 +149,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sme_stem_
                           dtype_of(c.out, "tds::sme_stem"), n_pos, d, acc_type(c.acc), stream),
           "normalise kernel");
   }
-  return {out, stats[kMeanR].clone(), stats[kVarR].clone(), stats[kMeanM].clone(), stats[kVarM].clone()};
+  return forward_results(c, out, stats, zr, zm);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
@@ -155,8 +158,9 @@ sme_stem_backward_cuda(const at::Tensor& grad_out, const at::Tensor& frames, con
                        const std::optional<at::Tensor>& b_mot, const at::Tensor& gamma_rgb, const at::Tensor& beta_rgb,
                        const at::Tensor& gamma_mot, const at::Tensor& beta_mot, const at::Tensor& mean_rgb,
                        const at::Tensor& var_rgb, const at::Tensor& mean_mot, const at::Tensor& var_mot,
-                       at::ArrayRef<double> pixel_mean, at::ArrayRef<double> pixel_std, double alpha,
-                       at::IntArrayRef padding, bool training, double eps) {
+                       const at::Tensor& z_rgb, const at::Tensor& z_mot, at::ArrayRef<double> pixel_mean,
+                       at::ArrayRef<double> pixel_std, double alpha, at::IntArrayRef padding, bool training,
+                       double eps) {
   const Call c = check_inputs("sme_stem_backward", frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_mot,
                               beta_mot,
                               {{"mean_rgb", mean_rgb}, {"var_rgb", var_rgb}, {"mean_mot", mean_mot}, {"var_mot", var_mot}},
@@ -178,7 +182,9 @@ sme_stem_backward_cuda(const at::Tensor& grad_out, const at::Tensor& frames, con
   // gets an aligned copy.
   if (reinterpret_cast<uintptr_t>(grad.const_data_ptr()) % 16 != 0) grad = grad.clone();
   const at::Tensor wr = fold_weights(c, w_rgb), wm = fold_weights(c, w_mot);
-  const at::Tensor bias_map = has_mean_shift(c) ? rgb_bias_map(c, w_rgb) : at::Tensor();
+  const bool saved = has_saved_conv_outputs("sme_stem_backward", c, z_rgb, z_mot, frames.device());
+  // The RGB border bias map is part of Z: only a recompute needs it (its share of dW only has_mean_shift).
+  const at::Tensor bias_map = has_mean_shift(c) && !saved ? rgb_bias_map(c, w_rgb) : at::Tensor();
   const at::Tensor params = param_pack(c, b_rgb, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot, at::Tensor(),
                                        at::Tensor(), at::Tensor(), at::Tensor());
   const at::Tensor stats =
@@ -186,9 +192,22 @@ sme_stem_backward_cuda(const at::Tensor& grad_out, const at::Tensor& frames, con
   at::Tensor grads = at::empty({kNumGrads, d}, opts);
   at::Tensor coefs = at::empty({kNumBwdCoefs, d}, opts);
 
-  // Pass 1: recompute Z; sums of g, g Z, Z.
-  at::Tensor zr = at::empty({n_pos, d}, opts), zm = at::empty({n_pos, d}, opts);
-  conv_pass(c, frames, wr, wm, bias_map, /*eval=*/false, &zr, &zm, nullptr, at::Tensor(), opts, stream);
+  // Pass 1: Z -- the forward's (read only; dZ gets its own buffers), or recomputed into buffers that dZ then
+  // overwrites; sums of g, g Z, Z.
+  at::Tensor zr, zm, dzr, dzm;
+  if (saved) {
+    zr = conv_output_matrix(c, z_rgb);
+    zm = conv_output_matrix(c, z_mot);
+    // 16-byte channel vectors, as for grad
+    if (reinterpret_cast<uintptr_t>(zr.const_data_ptr()) % 16 != 0) zr = zr.clone();
+    if (reinterpret_cast<uintptr_t>(zm.const_data_ptr()) % 16 != 0) zm = zm.clone();
+    dzr = at::empty({n_pos, d}, opts);
+    dzm = at::empty({n_pos, d}, opts);
+  } else {
+    zr = dzr = at::empty({n_pos, d}, opts);
+    zm = dzm = at::empty({n_pos, d}, opts);
+    conv_pass(c, frames, wr, wm, bias_map, /*eval=*/false, &zr, &zm, nullptr, at::Tensor(), opts, stream);
+  }
   const int64_t n_split = n_split_for(n_pos);
   at::Tensor partials = at::empty({n_split, kNumBwdStats, d}, opts.dtype(at::kDouble));
   // backward_shift of the shared math: mean - bias per branch, in double.
@@ -205,8 +224,8 @@ sme_stem_backward_cuda(const at::Tensor& grad_out, const at::Tensor& frames, con
                                 sums.const_data_ptr<double>(), params.const_data_ptr(), stats.const_data_ptr(),
                                 grads.mutable_data_ptr(), coefs.mutable_data_ptr(), acc_type(c.acc), stream),
         "finalise kernel");
-  check(cuda::bn_backward(zr.mutable_data_ptr(), zm.mutable_data_ptr(), grad.const_data_ptr(), coefs.const_data_ptr(),
-                      n_pos, d, acc_type(c.acc), stream),
+  check(cuda::bn_backward(zr.const_data_ptr(), zm.const_data_ptr(), grad.const_data_ptr(), coefs.const_data_ptr(),
+                          dzr.mutable_data_ptr(), dzm.mutable_data_ptr(), n_pos, d, acc_type(c.acc), stream),
         "BatchNorm-backward kernel");
 
   // Pass 2: dW' = patches^T . dY, dY = dZ shifted per tap.
@@ -214,15 +233,15 @@ sme_stem_backward_cuda(const at::Tensor& grad_out, const at::Tensor& frames, con
   Buffers b = chunk_buffers(c, opts, true);  // yr / ym hold dY here
   for_each_chunk(c, frames, b.pr, b.pm, stream, [&](int64_t g0, int64_t g1, const at::Tensor& pr, const at::Tensor& pm) {
     at::Tensor dyr = b.yr.narrow(0, 0, pr.size(0)), dym = b.ym.narrow(0, 0, pr.size(0));
-    check(cuda::shift_grad(g, g0, g1, zr.const_data_ptr(), dyr.mutable_data_ptr(), acc_type(c.acc), stream),
+    check(cuda::shift_grad(g, g0, g1, dzr.const_data_ptr(), dyr.mutable_data_ptr(), acc_type(c.acc), stream),
           "shift kernel");
-    check(cuda::shift_grad(g, g0, g1, zm.const_data_ptr(), dym.mutable_data_ptr(), acc_type(c.acc), stream),
+    check(cuda::shift_grad(g, g0, g1, dzm.const_data_ptr(), dym.mutable_data_ptr(), acc_type(c.acc), stream),
           "shift kernel");
     dwr.addmm_(pr.t(), dyr);
     dwm.addmm_(pm.t(), dym);
   });
   at::Tensor gw_rgb = unfold_grad(c, dwr, kRgbChannels);
-  if (bias_map.defined()) gw_rgb = gw_rgb + rgb_bias_map_grad(c, zr.view({g.B, g.T_out, g.h, g.w, d}).sum(0));
+  if (has_mean_shift(c)) gw_rgb = gw_rgb + rgb_bias_map_grad(c, dzr.view({g.B, g.T_out, g.h, g.w, d}).sum(0));
   at::Tensor gw_mot = unfold_grad(c, dwm, kMotChannels);
   return {gw_rgb.to(w_rgb.scalar_type()).contiguous(),
           grad_like(grads[kDBiasR], b_rgb),

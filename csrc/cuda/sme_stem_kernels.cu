@@ -227,8 +227,8 @@ __global__ void normalise_kernel(const acc_t* __restrict__ zr, const acc_t* __re
 }
 
 template <typename acc_t, int VEC>
-__global__ void bn_grad_kernel(acc_t* zr, acc_t* zm, const acc_t* __restrict__ grad, const acc_t* __restrict__ k,
-                               int64_t total, int64_t d) {
+__global__ void bn_grad_kernel(const acc_t* zr, const acc_t* zm, const acc_t* __restrict__ grad,
+                               const acc_t* __restrict__ k, acc_t* dzr, acc_t* dzm, int64_t total, int64_t d) {
   for (int64_t e = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) * VEC; e < total;
        e += (int64_t)gridDim.x * blockDim.x * VEC) {
     const int64_t o = e % d;
@@ -240,8 +240,8 @@ __global__ void bn_grad_kernel(acc_t* zr, acc_t* zm, const acc_t* __restrict__ g
       a.v[v] = bn_grad(gv.v[v], a.v[v], k[kK1r * d + c], k[kK2r * d + c], k[kK3r * d + c], k[kBShiftR * d + c]);
       m.v[v] = bn_grad(gv.v[v], m.v[v], k[kK1m * d + c], k[kK2m * d + c], k[kK3m * d + c], k[kBShiftM * d + c]);
     }
-    store_vec<VEC>(zr + e, a);
-    store_vec<VEC>(zm + e, m);
+    store_vec<VEC>(dzr + e, a);
+    store_vec<VEC>(dzm + e, m);
   }
 }
 
@@ -406,16 +406,16 @@ cudaError_t normalise(const void* zr, const void* zm, const void* coefs, void* o
   return cudaGetLastError();
 }
 
-cudaError_t bn_backward(void* zr, void* zm, const void* grad, const void* coefs, int64_t n_pos, int64_t d, DType at,
-                        cudaStream_t stream) {
+cudaError_t bn_backward(const void* zr, const void* zm, const void* grad, const void* coefs, void* dzr, void* dzm,
+                        int64_t n_pos, int64_t d, DType at, cudaStream_t stream) {
   const int64_t total = n_pos * d;
   with_acc(at, [&](auto* a) {
     using acc_t = strip<decltype(a)>;
     with_vec<acc_t>(d, [&](auto vec) {
       constexpr int VEC = decltype(vec)::value;
       bn_grad_kernel<acc_t, VEC><<<blocks_for(total / VEC, kThreads), kThreads, 0, stream>>>(
-          static_cast<acc_t*>(zr), static_cast<acc_t*>(zm), static_cast<const acc_t*>(grad),
-          static_cast<const acc_t*>(coefs), total, d);
+          static_cast<const acc_t*>(zr), static_cast<const acc_t*>(zm), static_cast<const acc_t*>(grad),
+          static_cast<const acc_t*>(coefs), static_cast<acc_t*>(dzr), static_cast<acc_t*>(dzm), total, d);
     });
   });
   return cudaGetLastError();

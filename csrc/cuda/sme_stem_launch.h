@@ -47,9 +47,9 @@ cudaError_t backward_finalise(int64_t d, bool training, double n, double eps, do
 cudaError_t normalise(const void* zr, const void* zm, const void* coefs, void* out, DType ot, int64_t n_pos,
                       int64_t d, DType at, cudaStream_t stream);
 
-// BatchNorm backward in place: Z -> dZ = k1 g + k2 (Z - shift) + k3 for both branches.
-cudaError_t bn_backward(void* zr, void* zm, const void* grad, const void* coefs, int64_t n_pos, int64_t d, DType at,
-                    cudaStream_t stream);
+// BatchNorm backward: dZ = k1 g + k2 (Z - shift) + k3 for both branches (dZ may overwrite a recomputed Z).
+cudaError_t bn_backward(const void* zr, const void* zm, const void* grad, const void* coefs, void* dzr, void* dzm,
+                        int64_t n_pos, int64_t d, DType at, cudaStream_t stream);
 
 // dY rows (group, t_in, j) of groups [g0, g1), 3d wide: dZ of the output frame each tap reaches.
 cudaError_t shift_grad(Geom g, int64_t g0, int64_t g1, const void* dz, void* dy, DType at, cudaStream_t stream);

@@ -25,7 +25,7 @@ BACKBONES = {
 TINY_TIMM_KWARGS = dict(embed_dim=64, depth=3, num_heads=4, patch_size=16)
 TEMPORAL_MODULES = ("tcn", "lstm", "transformer")
 AM_HEADS = ("mean", "per_head")
-TOKEN_POOLS = ("learned", "mean")
+TOKEN_POOLS = ("learned", "mean", "slots")
 
 
 @dataclass
@@ -44,6 +44,8 @@ class AMFlowConfig:
     am_heads: str = "mean"                  # mean: one map per frame (heads averaged) | per_head: one per head
     adapter_dim: Optional[int] = None       # W_down width; None = the backbone width (the paper's 28 M at B/14)
     adapter_scale: float = 0.1              # initial value of each adapter's learnable scale s
+    flow_gain: float = 1.0                  # AM flow x flow_gain x sqrt(C/c) at the adapter input (1: the flow's
+                                            # c channels weigh as much as LN(X)'s C channels; docs/amflow.md §2)
     align: bool = True                      # aligning encoder (moving cameras: K400, SSv2); false = vanilla AM flow
     align_heads: int = 12
     align_layers: int = 1
@@ -51,6 +53,8 @@ class AMFlowConfig:
     # -- temporal modules (two per adapted block) and heads
     temporal: str = "tcn"                   # tcn | lstm | transformer
     token_pool: str = "learned"             # tokens -> frame vector: learned per-token weights (mean at init) | mean
+                                            # | slots: token_slots learned token weightings, concatenated
+    token_slots: int = 4                    # slots only: K (the temporal module's input is K x adapter width)
     temporal_dim: Optional[int] = None      # hidden width; None = adapter width
     temporal_layers: int = 1                # TCN levels / LSTM layers / transformer layers
     temporal_heads: int = 8                 # transformer temporal module only
@@ -116,7 +120,7 @@ class AMFlowConfig:
                 raise ValueError(f"image_size must be a positive multiple of the patch size {patch} of "
                                  f"{self.backbone}, got {self.image_size}")
         for name in ("num_frames", "num_classes", "align_heads", "align_layers", "temporal_layers",
-                     "temporal_heads", "tcn_kernel"):
+                     "temporal_heads", "tcn_kernel", "token_slots"):
             _check_int(getattr(self, name), name)
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -137,6 +141,12 @@ class AMFlowConfig:
                 if value < 1:
                     raise ValueError(f"{name} must be >= 1 (or null), got {value}")
         _check_number(self.adapter_scale, "adapter_scale")
+        if self.adapter_scale == 0:  # with W_up = 0 at init neither s nor W_up would ever get a gradient
+            raise ValueError("adapter_scale must not be 0 (with the zero-initialised W_up the adapters "
+                             "would never train); use e.g. 0.1")
+        _check_number(self.flow_gain, "flow_gain")
+        if self.flow_gain <= 0:
+            raise ValueError(f"flow_gain must be > 0, got {self.flow_gain}")
         _check_number(self.align_mlp_ratio, "align_mlp_ratio")
         if self.align_mlp_ratio <= 0:
             raise ValueError(f"align_mlp_ratio must be > 0, got {self.align_mlp_ratio}")

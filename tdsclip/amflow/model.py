@@ -15,7 +15,7 @@ from .adapters import AligningEncoder, ScaledParallelAdapter
 from .backbones import FrozenImageModel, build_image_model
 from .config import AMFlowConfig
 from .flow import am_flow, attention_distribution, column_logits, normalise_flow
-from .temporal import TemporalHead, TokenPool, build_temporal
+from .temporal import SlotPool, TemporalHead, TokenPool, build_temporal
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fused: bool, need_columns: bool):
@@ -42,16 +42,20 @@ class BlockAdapters(nn.Module):
         self.mlp_adapter = ScaledParallelAdapter(width, r, width, config.adapter_scale)
         self.aligner = (AligningEncoder(width, config.align_heads, config.align_layers, config.align_mlp_ratio)
                         if config.align else None)
-        self.attn_head = TemporalHead(build_temporal(config.temporal, r, h, config.temporal_layers,
-                                                     config.temporal_heads, config.tcn_kernel),
-                                      h, config.num_classes, config.head_dropout, self._pool(config, tokens, r))
-        self.mlp_head = TemporalHead(build_temporal(config.temporal, r, h, config.temporal_layers,
-                                                    config.temporal_heads, config.tcn_kernel),
-                                     h, config.num_classes, config.head_dropout, self._pool(config, tokens, r))
+        self.attn_head = self._head(config, tokens, r, h)
+        self.mlp_head = self._head(config, tokens, r, h)
 
     @staticmethod
-    def _pool(config: AMFlowConfig, tokens: int, dim: int):
-        return TokenPool(tokens, dim) if config.token_pool == "learned" else None
+    def _head(config: AMFlowConfig, tokens: int, r: int, h: int) -> TemporalHead:
+        """Token pooling → temporal module → classifier, for one adapter's ``E`` of width ``r``."""
+        pool, in_dim = None, r
+        if config.token_pool == "learned":
+            pool = TokenPool(tokens, r)
+        elif config.token_pool == "slots":
+            pool, in_dim = SlotPool(tokens, config.token_slots), r * config.token_slots
+        temporal = build_temporal(config.temporal, in_dim, h, config.temporal_layers, config.temporal_heads,
+                                  config.tcn_kernel)
+        return TemporalHead(temporal, h, config.num_classes, config.head_dropout, pool)
 
 
 class AMFlowModel(nn.Module):
@@ -61,7 +65,8 @@ class AMFlowModel(nn.Module):
     adapted block ``i`` (``config.blocks``, all by default), with ``h = LN1(X)``:
 
     * q, k, v of the frozen attention; ``a_t = softmax_j(Σ_i q_i·k_j/√d)`` per frame (heads averaged
-      or kept), ``AMFlow_t = |a_t − a_{t+1}|`` (or against the aligned ``ã_{t+1}``), scaled by L;
+      or kept), ``AMFlow_t = |a_t − a_{t+1}|`` (or against the aligned ``ã_{t+1}``), brought to unit RMS
+      over the tokens and scaled by ``flow_gain·√(C/c)``;
     * ``X' = X + Attn(h) + s₁ W_up₁ E₁``, ``E₁ = ReLU(W_down₁ [h ‖ AMFlow])``;
     * ``X'' = X' + MLP(LN2(X')) + s₂ W_up₂ E₂``, ``E₂ = ReLU(W_down₂ LN2(X'))``;
     * ``E₁`` and ``E₂`` each give logits through a temporal head.
@@ -129,8 +134,8 @@ class AMFlowModel(nn.Module):
             a_next = attention_distribution(col_next, mode).reshape(B, T - 1, L, -1)
         flow = normalise_flow(am_flow(a, a_next))  # unit RMS over the tokens
         # × √(C/c): with a random W_down row the c flow channels then weigh as much as the C channels
-        # of LN(X) together (docs/amflow.md §2)
-        return (flow * math.sqrt(H * d / flow.shape[-1])).reshape(M, L, -1)
+        # of LN(X) together; × flow_gain: flow_gain² times as much (docs/amflow.md §2)
+        return (flow * (self.config.flow_gain * math.sqrt(H * d / flow.shape[-1]))).reshape(M, L, -1)
 
     def block(self, index: int, x: torch.Tensor, T: int):
         """Frozen block ``index`` on tokens ``(M, L, C)`` (M = B·T) with its adapters, if any →

@@ -22,7 +22,8 @@ from collections import OrderedDict
 
 import torch
 
-from ..model.summary import _count, activation_bytes_per_clip
+from ..model import summary as shared
+from ..model.summary import _count, activation_bytes_per_clip, count_flops
 from .config import AMFlowConfig
 from .model import AMFlowModel
 
@@ -49,42 +50,24 @@ def parameter_counts(model: AMFlowModel) -> "OrderedDict[str, int]":
 
 
 def meta_model(config: AMFlowConfig) -> AMFlowModel:
-    cfg = copy.deepcopy(config)
-    cfg.pretrained = None
-    with torch.device("meta"):
-        return AMFlowModel(cfg)
+    return shared.meta_model(AMFlowModel, config)
 
 
 def flops_per_view(config: AMFlowConfig, frames: int | None = None, model=None) -> "OrderedDict[str, float]":
     """FLOPs (multiply-add = 2) of one clip of ``frames`` frames, per part and total. Work done
     by functional calls in the model's own block loop (attention, AM flow) counts as the frozen
     model's, except the aligned keys' column sums, which are tiny."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     frames = frames or config.num_frames
     model = model if model is not None else meta_model(config)
-    model.train(False)
     size = config.resolved_image_size
     clips = torch.zeros(1, frames, 5, 3, size, size, device=next(model.parameters()).device)
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(clips)
-    per_module = counter.get_flop_counts()
-    root = type(model).__name__
 
-    def total(pred) -> float:
-        keys = [k for k in per_module if k != root and pred(k[len(root) + 1:])]
-        top = [k for k in keys if not any(k.startswith(o + ".") for o in keys)]  # parents include children
-        return float(sum(sum(per_module[k].values()) for k in top))
+    def part_of(*parts: str):
+        return lambda name: name.startswith("adapters.") and name.split(".")[2] in parts
 
-    def part_of(name: str, *parts: str) -> bool:
-        return name.startswith("adapters.") and name.split(".")[2] in parts
-
-    out = OrderedDict()
-    out["adapters"] = total(lambda n: part_of(n, "attn_adapter", "mlp_adapter"))
-    out["aligning encoders"] = total(lambda n: part_of(n, "aligner"))
-    out["temporal heads"] = total(lambda n: part_of(n, "attn_head", "mlp_head"))
-    out["final head"] = total(lambda n: n.startswith("head_"))
-    out["total"] = float(counter.get_total_flops())
+    out = count_flops(model, clips, OrderedDict([
+        ("adapters", part_of("attn_adapter", "mlp_adapter")), ("aligning encoders", part_of("aligner")),
+        ("temporal heads", part_of("attn_head", "mlp_head")), ("final head", lambda n: n.startswith("head_"))]))
     out["frozen image model + AM flow"] = out["total"] - sum(v for k, v in out.items() if k != "total")
     return out
 

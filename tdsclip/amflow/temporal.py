@@ -1,8 +1,8 @@
 """Per-block temporal modules and their classifiers (docs/amflow.md §4).
 
-Each adapter's downsampled embedding ``E`` ``(B, T, L, r)`` is averaged over the tokens, run through
-a temporal module over the T frames, averaged over time and classified: one logit vector per
-adapter, two per adapted block."""
+Each adapter's downsampled embedding ``E`` ``(B, T, L, r)`` is pooled over the tokens (mean,
+:class:`TokenPool` or :class:`SlotPool`), run through a temporal module over the T frames, averaged
+over time and classified: one logit vector per adapter, two per adapted block."""
 from __future__ import annotations
 
 import torch
@@ -99,6 +99,24 @@ class TokenPool(nn.Module):
         if e.shape[2] != self.weight.shape[0]:
             raise ValueError(f"token pooling: expected {self.weight.shape[0]} tokens, got {e.shape[2]}")
         return (e * self.weight).sum(dim=2)
+
+
+class SlotPool(nn.Module):
+    """``(B, T, L, r)`` → ``(B, T, K·r)``: K learned weightings of the L tokens ("slots"), each a
+    weighted sum of the token vectors, concatenated. A single pooled vector per frame (mean or
+    :class:`TokenPool`) keeps one number per channel, so *where* two things happened in a frame
+    (the change left behind at one place, arriving at another) is gone before the temporal
+    module compares frames; K slots keep a coarse map of K regions. The weights start random
+    (std 1/√L), so the K slots differ from the first step."""
+
+    def __init__(self, tokens: int, slots: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(tokens, slots) / tokens ** 0.5)
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        if e.shape[2] != self.weight.shape[0]:
+            raise ValueError(f"slot pooling: expected {self.weight.shape[0]} tokens, got {e.shape[2]}")
+        return torch.einsum("btlr,lk->btkr", e, self.weight.to(e.dtype)).flatten(2)
 
 
 class TemporalHead(nn.Module):

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..config import TDSCLIPConfig, _check_int, _check_number, _check_type, _choice, validate_frozen_tower
+from ..config_rules import check_optional_positive_int
 
 DENSE_SAMPLINGS = ("window", "segments")
 INTEGRATION_RESIDUALS = ("final", "every")
 HEADS = ("text", "linear")
+STEM_INPUTS = ("frames", "differences")
 # Offsets from the centre (index 2 of the 5-frame window) of the γ dense frames of one segment in
 # ``dense_sampling: window``: the sparse (centre) frame comes first in its group when it can, as in
 # the authors' layout where the sparse frames are dense[::γ] (docs/dist.md "Dense frames").
@@ -40,6 +42,8 @@ class DiSTConfig:
     temporal_dim: Optional[int] = None      # βC (None: C/8)
     integration_dim: Optional[int] = None   # αC (None: C/2)
     stem_kernel_t: int = 5                  # temporal kernel of the 3-D stem (authors: T_PATCH_SIZE 5)
+    stem_input: str = "frames"              # frames (the paper's) | differences: the stem sees the differences of
+    #                                         consecutive dense frames (docs/dist.md "Demo": raw frames stall there)
     temporal_kernel: int = 3                # T-Block and integration TConv kernel (authors: 3)
     temporal_mlp_ratio: float = 1.0         # T-Block hidden width / βC
     integration_mlp_ratio: float = 1.0      # integration FFN hidden width / αC
@@ -91,6 +95,7 @@ class DiSTConfig:
             raise ValueError(f"arch: DiSTConfig is the config of arch 'dist', got {self.arch!r}")
         validate_frozen_tower(self)
         _choice(self.dense_sampling, DENSE_SAMPLINGS, "dense_sampling")
+        _choice(self.stem_input, STEM_INPUTS, "stem_input")
         for name in ("num_frames", "gamma", "stem_kernel_t", "temporal_kernel", "pooling_layers", "num_classes"):
             _check_int(getattr(self, name), name)
         if self.num_frames < 1 or self.num_classes < 1 or self.pooling_layers < 0:
@@ -104,16 +109,15 @@ class DiSTConfig:
         if self.dense_sampling == "segments" and self.num_frames % self.gamma:
             raise ValueError(f"num_frames ({self.num_frames}) must be a multiple of gamma ({self.gamma}) with "
                              "dense_sampling=segments (every gamma-th segment is a sparse frame)")
+        if self.stem_input == "differences" and self.dense_frames < 2:
+            raise ValueError(f"stem_input=differences needs at least 2 dense frames (gamma * sparse frames), "
+                             f"got {self.dense_frames}")
         for name in ("stem_kernel_t", "temporal_kernel"):
             value = getattr(self, name)
             if value < 1 or value % 2 == 0:
                 raise ValueError(f"{name} must be a positive odd integer (same-length temporal conv), got {value}")
         for name in ("temporal_dim", "integration_dim"):
-            value = getattr(self, name)
-            if value is not None:
-                _check_int(value, name)
-                if value < 1:
-                    raise ValueError(f"{name} must be >= 1, got {value}")
+            check_optional_positive_int(getattr(self, name), name)
         if self.integration_dim is not None and self.integration_dim > 64 and self.integration_dim % 64:
             raise ValueError(f"integration_dim must be at most 64 or a multiple of 64 (attention heads of width "
                              f"64 in the pooling layers), got {self.integration_dim}")

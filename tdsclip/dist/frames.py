@@ -35,3 +35,16 @@ def split_frames(clips: torch.Tensor, gamma: int, mode: str) -> tuple[torch.Tens
         dense = clips[:, :, CENTRE]
         return dense[:, ::gamma], dense
     raise ValueError(f"DiST: unknown dense_sampling {mode!r}")
+
+
+def frame_differences(dense: torch.Tensor) -> torch.Tensor:
+    """Dense frames (B, γT, ...) → their temporal differences ``d_i = f_{i+1} - f_i`` (B, γT, ...), the
+    last difference repeated so that the stem still sees γT frames (``stem_input: differences``).
+
+    The 3-D stem on these is the stem on the frames with a kernel whose taps sum to zero over time:
+    it cannot respond to what does not change, so the temporal encoder starts on motion alone
+    (on the demo task the stem on raw frames never leaves chance: docs/dist.md "Demo")."""
+    if dense.shape[1] < 2:
+        raise ValueError(f"DiST: stem_input=differences needs at least 2 dense frames, got {dense.shape[1]}")
+    d = dense[:, 1:] - dense[:, :-1]
+    return torch.cat([d, d[:, -1:]], dim=1)

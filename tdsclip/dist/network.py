@@ -9,7 +9,7 @@ from torch import nn
 from ..model.backbone import FrozenViT, build_backbone, normalise_images
 from ..model.layers import checkpoint_side_block
 from .config import DiSTConfig
-from .frames import split_frames
+from .frames import frame_differences, split_frames
 from .head import DiSTHead, cosine_logits
 from .integration import IntegrationFFN, IntegrationToTemporal, TemporalToIntegration
 from .temporal import TBlock, TemporalStem
@@ -164,7 +164,10 @@ class DiST(nn.Module):
         H, W = sparse.shape[-2:]
         frames = normalise_images(dense.reshape(-1, 3, H, W), self.backbone.mean, self.backbone.std,
                                   self.stem.conv.weight.dtype)
-        z = self.stem(frames.view(B, -1, 3, H, W).transpose(1, 2))        # (B, βC, γT, h, w)
+        frames = frames.view(B, -1, 3, H, W)
+        if self.config.stem_input == "differences":
+            frames = frame_differences(frames)
+        z = self.stem(frames.transpose(1, 2))                             # (B, βC, γT, h, w)
         x = self.backbone.embed(sparse.reshape(B * T, 3, H, W))          # no grad
         y: torch.Tensor | float = 0.0
         y_hat = None

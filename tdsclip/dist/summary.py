@@ -8,19 +8,23 @@
 * FLOPs per view: ``FlopCounterMode`` on the meta device, multiply-add = 2 (papers count MACs: the
   paper's 163 "GFLOPs" for 8×2 frames are compared with our GMACs). The text tower is not counted:
   it runs once per set of class names, not per video.
-* Activation bytes kept for backward per clip: ``tdsclip.model.summary.activation_bytes`` on a
-  real training forward (plain model, and with ``grad_checkpoint``).
+* Activation bytes kept for backward per clip: ``tdsclip.model.summary.activation_bytes_per_clip``
+  on a real training forward (plain model, and with ``grad_checkpoint``).
+
+The meta-device model, the FLOP counting per part and the activation measurement are
+:mod:`tdsclip.model.summary`'s (``meta_model``, ``count_flops``, ``activation_bytes_per_clip``);
+this module names DiST's parts.
 """
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 from collections import OrderedDict
 
 import torch
 
-from ..model.summary import _count, _mb, activation_bytes
+from ..model import summary as shared
+from ..model.summary import _count, _mb
 from .config import DiSTConfig
 from .network import DiST
 
@@ -45,52 +49,29 @@ def parameter_counts(model: DiST) -> "OrderedDict[str, int]":
 
 
 def meta_model(config: DiSTConfig) -> DiST:
-    cfg = copy.deepcopy(config)
-    cfg.pretrained = None
-    with torch.device("meta"):
-        return DiST(cfg)
+    return shared.meta_model(DiST, config)
+
+
+PARTS = {"frozen vision tower": "backbone", "temporal stem": "stem", "DiST layers": "layers", "head": "head"}
+# (label, fused_ops, grad_checkpoint): no DiST op has a fused kernel, so fused_ops changes nothing
+VARIANTS = (("plain", False, False), ("checkpointing", False, True))
 
 
 def flops_per_view(config: DiSTConfig, model: DiST | None = None) -> "OrderedDict[str, float]":
-    from torch.utils.flop_counter import FlopCounterMode
-
     model = model if model is not None else meta_model(config)
-    model.train(False)
     size = config.resolved_image_size
     clips = torch.zeros(1, config.num_frames, 5, 3, size, size, device="meta")
     # with autograd on: the module tracker of FlopCounterMode rejects views of parameters made under
     # no_grad (the head's queries); on the meta device the graph costs nothing
-    with FlopCounterMode(display=False) as counter:
-        model(clips)
-    per_module = counter.get_flop_counts()
-
-    def under(prefix: str) -> float:
-        full = f"DiST.{prefix}"
-        keys = [k for k in per_module if k == full or k.startswith(full + ".")]
-        top = [k for k in keys if not any(k.startswith(other + ".") for other in keys)]
-        return float(sum(sum(per_module[k].values()) for k in top))
-
-    out = OrderedDict()
-    out["frozen vision tower"] = under("backbone")
-    out["temporal stem"] = under("stem")
-    out["DiST layers"] = under("layers")
-    out["head"] = under("head")
-    out["total"] = float(counter.get_total_flops())
-    return out
+    return shared.count_flops(model, clips, PARTS, grad=True)
 
 
 def activation_bytes_per_clip(config: DiSTConfig, device: str = "cpu", batch: int = 1) -> "OrderedDict[str, float]":
     with torch.device(device):
         model = DiST(config)
     if model.text is not None:
-        model.class_text_ready.fill_(True)
-    size = config.resolved_image_size
-    clips = torch.randint(0, 256, (batch, config.num_frames, 5, 3, size, size), dtype=torch.uint8, device=device)
-    out = OrderedDict()
-    for label, ckpt in (("plain", False), ("checkpointing", True)):
-        model.set_grad_checkpoint(ckpt)
-        out[label] = activation_bytes(model, clips) / batch
-    return out
+        model.class_text_ready.fill_(True)  # measure the video path, not a text-tower pass
+    return shared.activation_bytes_per_clip(config, device, batch, model=model, variants=VARIANTS)
 
 
 def main(argv=None) -> int:

@@ -72,46 +72,62 @@ def parameter_counts(model) -> "OrderedDict[str, int]":
 # ---------------------------------------------------------------------------------------------
 # FLOPs
 
+def meta_model(model_class, config, **fields):
+    """``model_class(config)`` built on the meta device (no memory, no arithmetic), with
+    ``pretrained`` dropped and ``fields`` set on a copy of ``config``; any architecture's model."""
+    cfg = copy.deepcopy(config)
+    cfg.pretrained = None  # weights do not change the arithmetic; nothing to load on meta
+    for key, value in fields.items():
+        setattr(cfg, key, value)
+    with torch.device("meta"):
+        return model_class(cfg)
+
+
 def _meta_model(config: TDSCLIPConfig, fused_ops: bool, grad_checkpoint: bool = False):
     from .network import TDSCLIP
 
-    cfg = copy.deepcopy(config)
-    cfg.pretrained = None  # weights do not change the arithmetic; nothing to load on meta
-    cfg.fused_ops, cfg.grad_checkpoint = fused_ops, grad_checkpoint
-    with torch.device("meta"):
-        return TDSCLIP(cfg)
+    return meta_model(TDSCLIP, config, fused_ops=fused_ops, grad_checkpoint=grad_checkpoint)
+
+
+def count_flops(model, clips: torch.Tensor, parts: dict, *, grad: bool = False) -> "OrderedDict[str, float]":
+    """FLOPs (multiply-add = 2) of one eval-mode forward of ``clips``: per part and ``total``. ``parts`` maps
+    a label to a submodule path (``{"head": "head"}``: that module and its children) or to a predicate over
+    submodule paths relative to the model (``lambda name: name.startswith("adapters.")``); a part's FLOPs
+    are those of its outermost matching modules. Work outside any module is only in ``total``. ``grad=True`` runs the forward with
+    autograd on (nothing is run backward; FlopCounterMode's module tracker rejects views of parameters
+    made under no_grad in some models)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.train(False)
+    with FlopCounterMode(display=False) as counter, torch.set_grad_enabled(grad):
+        model(clips)
+    per_module = counter.get_flop_counts()
+    name = type(model).__name__
+
+    def flops_of(part) -> float:
+        match = part if callable(part) else (lambda rel: rel == part or rel.startswith(part + "."))
+        keys = [k for k in per_module if k.startswith(name + ".") and match(k[len(name) + 1:])]
+        # a module's count includes its children's: keep only entries with no counted ancestor
+        top = [k for k in keys if not any(k.startswith(other + ".") for other in keys)]
+        return float(sum(sum(per_module[k].values()) for k in top))
+
+    out = OrderedDict((label, flops_of(part)) for label, part in parts.items())
+    out["total"] = float(counter.get_total_flops())
+    return out
+
+
+TDSCLIP_PARTS = {"backbone (frozen)": "backbone", "stems": "side.stem", "side connections": "side.connections",
+                 "side blocks": "side.blocks", "head": "head"}
 
 
 def flops_per_view(config: TDSCLIPConfig, frames: int | None = None, model=None) -> "OrderedDict[str, float]":
     """FLOPs (multiply-add = 2) of one view (B = 1 clip of ``frames`` segments), per part and total,
     counted on the plain PyTorch model on the meta device."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     frames = frames or config.num_frames
     model = model if model is not None else _meta_model(config, fused_ops=False)
-    model.train(False)
     size = config.resolved_image_size
     clips = torch.zeros(1, frames, 5, 3, size, size, device="meta")
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(clips)
-    per_module = counter.get_flop_counts()
-    name = type(model).__name__
-
-    def under(prefix: str) -> float:
-        full = f"{name}.{prefix}"
-        keys = [k for k in per_module if k == full or k.startswith(full + ".")]
-        # a module's count includes its children's: keep only entries with no counted ancestor
-        top = [k for k in keys if not any(k.startswith(other + ".") for other in keys)]
-        return float(sum(sum(per_module[k].values()) for k in top))
-
-    out = OrderedDict()
-    out["backbone (frozen)"] = under("backbone")
-    out["stems"] = under("side.stem")
-    out["side connections"] = under("side.connections")
-    out["side blocks"] = under("side.blocks")
-    out["head"] = under("head")
-    out["total"] = float(counter.get_total_flops())
-    return out
+    return count_flops(model, clips, TDSCLIP_PARTS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,9 +187,15 @@ def activation_bytes(model, clips: torch.Tensor) -> int:
     return rec["bytes"]
 
 
+# (label, fused_ops, grad_checkpoint) of the activation measurements
+TDSCLIP_VARIANTS = (("reference", False, False), ("fused", True, False), ("fused + checkpointing", True, True))
+
+
 def activation_bytes_per_clip(config: TDSCLIPConfig, device: str = "cpu", batch: int = 1, frames: int | None = None,
-                              model=None) -> "OrderedDict[str, float]":
-    """Activation bytes per clip for the reference model, the fused model, and fused + checkpointing."""
+                              model=None, variants=TDSCLIP_VARIANTS) -> "OrderedDict[str, float]":
+    """Activation bytes per clip for each of ``variants`` (default: the reference model, the fused
+    model, and fused + checkpointing). ``model``: any architecture's model with ``set_fused_ops`` /
+    ``set_grad_checkpoint`` (default: a TDS-CLIP built from ``config``)."""
     frames = frames or config.num_frames
     size = config.resolved_image_size
     if model is None:
@@ -192,8 +214,7 @@ def activation_bytes_per_clip(config: TDSCLIPConfig, device: str = "cpu", batch:
     fused0, ckpt0 = model.fused_ops, model.grad_checkpoint
     out = OrderedDict()
     try:
-        for label, fused, ckpt in (("reference", False, False), ("fused", True, False),
-                                   ("fused + checkpointing", True, True)):
+        for label, fused, ckpt in variants:
             model.set_fused_ops(fused).set_grad_checkpoint(ckpt)
             out[label] = activation_bytes(model, clips) / batch
     finally:

@@ -55,7 +55,8 @@ def sme_stem(frames: torch.Tensor, w_rgb: torch.Tensor, b_rgb: Optional[torch.Te
           running_var_rgb, running_mean_mot, running_var_mot, pixel_mean, pixel_std, alpha, padding, training, eps)
     running = [fill_optional(t, gamma_rgb) for t in
                (running_mean_rgb, running_var_rgb, running_mean_mot, running_var_mot)]
-    return _dispatch.call(OP, backend, frames.device, frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb,
-                          gamma_mot, beta_mot, *running, [float(m) for m in pixel_mean],
-                          [float(v) for v in pixel_std], float(alpha), [int(p) for p in padding], bool(training),
-                          float(eps))
+    results = _dispatch.call(OP, backend, frames.device, frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb,
+                             gamma_mot, beta_mot, *running, [float(m) for m in pixel_mean],
+                             [float(v) for v in pixel_std], float(alpha), [int(p) for p in padding],
+                             bool(training), float(eps))
+    return results[:5]  # the schema's last two results are the conv outputs kept for backward

@@ -7,9 +7,14 @@
   triton.py as custom ops with the same signatures, fakes and autograd.
 
 Only the tokens output is differentiable; the four statistics are returned for the running-buffer
-update. The autograd context keeps the frames (as given: uint8 is 4x smaller than float), the
-weights/biases/BN affine parameters and the per-channel statistics — nothing of size
-B*T*N*d or of the frames' size in float; the backward recomputes the conv outputs.
+update. The autograd context keeps the frames (as given: uint8 is 4x smaller than float; the weight
+gradients need them), the weights/biases/BN affine parameters, the per-channel statistics and the two
+pre-BatchNorm conv outputs of a training forward (tokens-sized, in the tokens' dtype: what eager
+autograd keeps for BatchNorm too). Keeping those costs 2 x B*T*N*d values (2 x 1.9 MiB per clip at
+ViT-B/16, ~1 % of the side network's activation bytes) and saves the backward from recomputing the
+convolutions (the forward's GEMMs again, which made it slower than eager's; bench/target_notes.md),
+so it is done in both memory modes. An eval forward keeps none (it fuses straight into the tokens);
+its backward recomputes them. Nothing of the frames' size in float is kept.
 """
 from __future__ import annotations
 
@@ -28,11 +33,14 @@ def _fake_forward(frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma
     g = geometry(frames, w_rgb, padding)
     tokens = frames.new_empty((g.B, g.T_out, g.h * g.w, g.d), dtype=out_dtype(frames.dtype, w_rgb.dtype))
     acc = acc_dtype(frames.dtype, w_rgb.dtype)
-    return (tokens,) + tuple(w_rgb.new_empty((g.d,), dtype=acc) for _ in range(4))
+    saved_shape = tokens.shape if training else (0,)
+    return ((tokens,) + tuple(w_rgb.new_empty((g.d,), dtype=acc) for _ in range(4))
+            + tuple(tokens.new_empty(saved_shape) for _ in range(2)))
 
 
 def _fake_backward(grad_out, frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot,
-                   mean_rgb, var_rgb, mean_mot, var_mot, pixel_mean, pixel_std, alpha, padding, training, eps):
+                   mean_rgb, var_rgb, mean_mot, var_mot, z_rgb, z_mot, pixel_mean, pixel_std, alpha, padding,
+                   training, eps):
     def like(p):  # kernels return contiguous tensors in the parameter's dtype
         return p.new_empty(p.shape)
 
@@ -48,12 +56,12 @@ _TENSOR_INPUTS = 13  # frames .. running_var_mot; then pixel_mean, pixel_std, al
 
 def _setup_context(ctx, inputs, output):
     (frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot) = inputs[:9]
-    _, mean_rgb, var_rgb, mean_mot, var_mot = output
+    _, mean_rgb, var_rgb, mean_mot, var_mot, z_rgb, z_mot = output
     ctx.save_for_backward(frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot,
-                          mean_rgb, var_rgb, mean_mot, var_mot)
+                          mean_rgb, var_rgb, mean_mot, var_mot, z_rgb, z_mot)
     ctx.args = tuple(inputs[_TENSOR_INPUTS:])
     ctx.has_bias = (b_rgb is not None, b_mot is not None)
-    ctx.mark_non_differentiable(mean_rgb, var_rgb, mean_mot, var_mot)
+    ctx.mark_non_differentiable(mean_rgb, var_rgb, mean_mot, var_mot, z_rgb, z_mot)
 
 
 def _make_backward(ops):
@@ -78,7 +86,7 @@ def triton_forward(frames: Tensor, w_rgb: Tensor, b_rgb: Optional[Tensor], w_mot
                             beta_mot: Tensor, running_mean_rgb: Tensor, running_var_rgb: Tensor,
                             running_mean_mot: Tensor, running_var_mot: Tensor, pixel_mean: List[float],
                             pixel_std: List[float], alpha: float, padding: List[int], training: bool,
-                            eps: float) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+                            eps: float) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     from . import triton as tri  # imports triton lazily: the op exists even where triton is missing
 
     return tri.forward(frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot,
@@ -90,13 +98,15 @@ def triton_forward(frames: Tensor, w_rgb: Tensor, b_rgb: Optional[Tensor], w_mot
 def triton_backward(grad_out: Tensor, frames: Tensor, w_rgb: Tensor, b_rgb: Optional[Tensor],
                              w_mot: Tensor, b_mot: Optional[Tensor], gamma_rgb: Tensor, beta_rgb: Tensor,
                              gamma_mot: Tensor, beta_mot: Tensor, mean_rgb: Tensor, var_rgb: Tensor,
-                             mean_mot: Tensor, var_mot: Tensor, pixel_mean: List[float], pixel_std: List[float],
-                             alpha: float, padding: List[int], training: bool,
+                             mean_mot: Tensor, var_mot: Tensor, z_rgb: Tensor, z_mot: Tensor,
+                             pixel_mean: List[float], pixel_std: List[float], alpha: float, padding: List[int],
+                             training: bool,
                              eps: float) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     from . import triton as tri
 
     return tri.backward(grad_out, frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot,
-                        mean_rgb, var_rgb, mean_mot, var_mot, pixel_mean, pixel_std, alpha, padding, training, eps)
+                        mean_rgb, var_rgb, mean_mot, var_mot, z_rgb, z_mot, pixel_mean, pixel_std, alpha, padding,
+                        training, eps)
 
 
 for _namespace in ("tds", "tds_triton"):

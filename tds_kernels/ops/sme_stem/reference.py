@@ -46,7 +46,9 @@ def sme_stem_functional_reference(frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb,
                                   running_mean_rgb, running_var_rgb, running_mean_mot, running_var_mot,
                                   pixel_mean, pixel_std, alpha: float = 0.5, padding=(1, 1, 1), training: bool = True,
                                   eps: float = 1e-5):
-    """The forward schema's arguments (tds::sme_stem_forward), the results of :func:`tds_kernels.sme_stem`."""
+    """The forward schema's arguments and results (tds::sme_stem_forward): :func:`tds_kernels.sme_stem`'s
+    five results, then the two bias-free pre-BN conv outputs the fused kernels keep for their backward
+    (tokens-shaped; empty in eval)."""
     B, T, _, C, H, W = frames.shape
     P = w_rgb.shape[-1]
     dtype = out_dtype(frames.dtype, w_rgb.dtype)
@@ -71,4 +73,11 @@ def sme_stem_functional_reference(frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb,
         y_rgb = F.batch_norm(z_rgb, running_mean_rgb, running_var_rgb, gamma_rgb, beta_rgb, False, 0.0, eps)
         y_mot = F.batch_norm(z_mot, running_mean_mot, running_var_mot, gamma_mot, beta_mot, False, 0.0, eps)
     s = y_rgb + alpha * y_mot
-    return (s.flatten(3).permute(0, 2, 3, 1),) + stats  # (B, d, T, h*w) -> (B, T, N, d)
+    tokens = lambda t: t.flatten(3).permute(0, 2, 3, 1)  # noqa: E731  (B, d, T, h*w) -> (B, T, N, d)
+    if training:  # the pre-BN conv outputs without the conv bias: what the kernels keep for backward
+        with torch.no_grad():
+            saved = tuple(tokens(z if b is None else z - cast(b).view(-1, 1, 1, 1)).contiguous()
+                          for z, b in ((z_rgb, b_rgb), (z_mot, b_mot)))
+    else:
+        saved = tuple(torch.empty(0, dtype=dtype, device=frames.device) for _ in range(2))
+    return (tokens(s),) + stats + saved

@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 
 from ..._alloc import empty
-from .validate import COLOURS, MOT_CHANNELS, TAPS, acc_dtype, geometry, out_dtype
+from .validate import COLOURS, MOT_CHANNELS, TAPS, acc_dtype, geometry, out_dtype, saved_conv_outputs
 
 
 @triton.jit
@@ -173,9 +173,10 @@ def _fused(zr, zm, coef_ptr, cols, cm, D):
 
 
 @triton.jit
-def _bn_grad_kernel(zr_ptr, zm_ptr, g_ptr, k_ptr, M, D, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-    """In place: Z -> dZ = k1 g + k2 (Z - shift) + k3 for both branches
-    (k: (8, D) = k1r, k2r, k3r, shift_r, k1m, k2m, k3m, shift_m)."""
+def _bn_grad_kernel(zr_ptr, zm_ptr, g_ptr, k_ptr, dzr_ptr, dzm_ptr, M, D, BLOCK_M: tl.constexpr,
+                    BLOCK_N: tl.constexpr):
+    """dZ = k1 g + k2 (Z - shift) + k3 for both branches (k: (8, D) = k1r, k2r, k3r, shift_r, k1m, k2m,
+    k3m, shift_m); dZ may overwrite Z (a recomputed one), never a saved one."""
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -194,8 +195,8 @@ def _bn_grad_kernel(zr_ptr, zm_ptr, g_ptr, k_ptr, M, D, BLOCK_M: tl.constexpr, B
     k2m = tl.load(k_ptr + 5 * D + cols, mask=cm, other=0.0)[None, :]
     k3m = tl.load(k_ptr + 6 * D + cols, mask=cm, other=0.0)[None, :]
     c_m = tl.load(k_ptr + 7 * D + cols, mask=cm, other=0.0)[None, :]
-    tl.store(zr_ptr + idx, k1r * g + k2r * (zr - c_r) + k3r, mask=mask)
-    tl.store(zm_ptr + idx, k1m * g + k2m * (zm - c_m) + k3m, mask=mask)
+    tl.store(dzr_ptr + idx, k1r * g + k2r * (zr - c_r) + k3r, mask=mask)
+    tl.store(dzm_ptr + idx, k1m * g + k2m * (zm - c_m) + k3m, mask=mask)
 
 
 @triton.jit
@@ -322,21 +323,28 @@ def forward(frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_mot, 
         coefs = coefs.to(acc).contiguous()
         BM, BN = 32, max(16, min(64, triton.next_power_of_2(d)))
         _normalise_kernel[(triton.cdiv(M, BM), triton.cdiv(d, BN))](zr, zm, coefs, out, M, d, BLOCK_M=BM, BLOCK_N=BN)
+        saved = tuple(z.view(out.shape).to(out.dtype) for z in (zr, zm))  # kept for the backward
     else:
+        saved = tuple(torch.empty(0, dtype=out.dtype, device=dev) for _ in range(2))
         running = (running_mean_rgb, running_var_rgb, running_mean_mot, running_var_mot)
         stats, coefs = _forward_coefs(False, None, None, float(M), eps, alpha, b_rgb, b_mot, gamma_rgb, beta_rgb,
                                       gamma_mot, beta_mot, running, d, out)
         _conv(frames, w_rgb, w_mot, g, pixel_mean, pixel_std, acc, eval_coefs=coefs.to(acc).contiguous(), out=out)
-    return (out,) + tuple(s.to(acc, copy=True) for s in stats)  # fresh tensors: outputs never alias inputs
+    return (out,) + tuple(s.to(acc, copy=True) for s in stats) + saved  # fresh tensors: outputs never alias inputs
 
 
 def backward(grad_out, frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_mot, beta_mot, mean_rgb,
-             var_rgb, mean_mot, var_mot, pixel_mean, pixel_std, alpha, padding, training, eps):
+             var_rgb, mean_mot, var_mot, z_rgb, z_mot, pixel_mean, pixel_std, alpha, padding, training, eps):
     g = geometry(frames, w_rgb, padding)
     acc = acc_dtype(frames.dtype, w_rgb.dtype)
     M, d, n = g.B * g.T_out * g.h * g.w, g.d, float(g.B * g.T_out * g.h * g.w)
     grad = grad_out.to(acc).contiguous().view(M, d)
-    zr, zm = _conv(frames, w_rgb, w_mot, g, pixel_mean, pixel_std, acc)  # recompute (nothing else was saved)
+    if saved_conv_outputs(z_rgb, z_mot, (g.B, g.T_out, g.h * g.w, d)):  # the training forward's Z: read only
+        zr, zm = (z.to(acc).contiguous().view(M, d) for z in (z_rgb, z_mot))
+        dzr, dzm = torch.empty_like(zr), torch.empty_like(zm)
+    else:  # an eval forward keeps none: recompute, and dZ overwrites it
+        zr, zm = _conv(frames, w_rgb, w_mot, g, pixel_mean, pixel_std, acc)
+        dzr, dzm = zr, zm
     bias_r, bias_m = _vec(b_rgb, d, zr), _vec(b_mot, d, zr)
     centre = torch.stack([mean_rgb.double() - bias_r, mean_mot.double() - bias_m])  # backward_shift
     sum_g, sum_gzr, sum_gzm, sum_zr, sum_zm = _column_sums(2, zr, zm, grad, centre, acc)
@@ -358,12 +366,13 @@ def backward(grad_out, frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, 
     dg_m, db_m, dbias_m, k_m = branch(alpha, gamma_mot, var_mot, sum_gzm, sum_zm)
     coefs = torch.stack(k_r + [centre[0]] + k_m + [centre[1]]).to(acc).contiguous()
     BM, BN = 32, max(16, min(64, triton.next_power_of_2(d)))
-    _bn_grad_kernel[(triton.cdiv(M, BM), triton.cdiv(d, BN))](zr, zm, grad, coefs, M, d, BLOCK_M=BM, BLOCK_N=BN)
+    _bn_grad_kernel[(triton.cdiv(M, BM), triton.cdiv(d, BN))](zr, zm, grad, coefs, dzr, dzm, M, d, BLOCK_M=BM,
+                                                              BLOCK_N=BN)
 
     nrm = _norm_consts(pixel_mean, pixel_std, acc, frames.device)
     BM, BN, BK = _blocks(d, frames.device)
     grads_w = []
-    for dz, C, w in ((zr, COLOURS, w_rgb), (zm, MOT_CHANNELS, w_mot)):
+    for dz, C, w in ((dzr, COLOURS, w_rgb), (dzm, MOT_CHANNELS, w_mot)):
         K = TAPS * C * g.P * g.P
         dw = torch.empty((K, d), dtype=acc, device=frames.device)
         _weight_grad_kernel[(triton.cdiv(K, BK), triton.cdiv(d, BN))](
@@ -407,7 +416,8 @@ def _compile_specs():
                           constexprs={"BLOCK_M": BM, "BLOCK_N": BN}))
         specs.append(dict(name=f"sme_stem_bn_grad_d{d}_{out_dt}", kernel=_bn_grad_kernel,
                           signature={"zr_ptr": "*fp32", "zm_ptr": "*fp32", "g_ptr": f"*{out_dt}", "k_ptr": "*fp32",
-                                     "M": "i32", "D": "i32", "BLOCK_M": "constexpr", "BLOCK_N": "constexpr"},
+                                     "dzr_ptr": "*fp32", "dzm_ptr": "*fp32", "M": "i32", "D": "i32",
+                                     "BLOCK_M": "constexpr", "BLOCK_N": "constexpr"},
                           constexprs={"BLOCK_M": BM, "BLOCK_N": BN}))
         for C in (COLOURS, MOT_CHANNELS):
             specs.append(dict(name=f"sme_stem_weight_grad_d{d}_P{P}_C{C}", kernel=_weight_grad_kernel,

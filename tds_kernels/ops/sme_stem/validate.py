@@ -145,6 +145,20 @@ def check(frames, w_rgb, b_rgb, w_mot, b_mot, gamma_rgb, beta_rgb, gamma_mot, be
     return g
 
 
+def saved_conv_outputs(z_rgb: torch.Tensor, z_mot: torch.Tensor, shape: tuple) -> bool:
+    """Whether a backward got the training forward's pre-BN conv outputs (tokens-shaped) rather than the
+    empty tensors of an eval forward (then it recomputes them). Mirrors ``has_saved_conv_outputs`` in
+    csrc/common/sme_stem_host.h."""
+    saved = z_rgb.numel() > 0
+    if saved != (z_mot.numel() > 0):
+        raise ValueError(f"sme_stem_backward: z_rgb and z_mot must both be the forward's conv outputs or both be "
+                         f"empty, got shapes {tuple(z_rgb.shape)} and {tuple(z_mot.shape)}")
+    for name, z in (("z_rgb", z_rgb), ("z_mot", z_mot)):
+        if saved and tuple(z.shape) != tuple(shape):
+            raise ValueError(f"sme_stem_backward: {name} must be {tuple(shape)}, got {tuple(z.shape)}")
+    return saved
+
+
 def fill_optional(t: Optional[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
     """Running statistics that a training call does not read may be None: the schemas want tensors."""
     return like.new_empty(0) if t is None else t
