@@ -41,7 +41,8 @@ def report() -> str:
     lines.append(f"{_dispatch.ENV_VAR}={forced or '(unset: automatic)'}")
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     lines.append("")
-    lines.append("op                    device  automatic   backends (available / why not)")
+    width = max(len(spec.name) for spec in OPS) + 1  # the op column fits the longest registered name
+    lines.append(f"{'op':<{width}} device  automatic   backends (available / why not)")
     for op in (spec.name for spec in OPS):
         for dev in devices:
             try:
@@ -52,7 +53,7 @@ def report() -> str:
             for b in _dispatch.BACKENDS:
                 ok, why = _dispatch.backend_available(op, b, dev)
                 states.append(f"{b}=yes" if ok else f"{b}=no")
-            lines.append(f"{op:<21} {dev:<7} {auto:<11} {' '.join(states)}")
+            lines.append(f"{op:<{width}} {dev:<7} {auto:<11} {' '.join(states)}")
     return "\n".join(lines)
 
 
