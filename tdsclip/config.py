@@ -39,34 +39,11 @@ TD_VARIANTS = ("gated", "plain")
 BACKBONE_DTYPES = ("float32", "float16", "bfloat16")
 
 
-@dataclass
-class TDSCLIPConfig:
-    arch: str = "tdsclip"                   # model family (tdsclip.archs); always "tdsclip" for this class
-    # -- frozen spatial encoder (docs/model.md §2)
-    backbone: str = "ViT-B-16"              # open_clip model name (ViT-B-16, ViT-L-14, hf-hub:org/repo) or "tiny"
-    pretrained: Optional[str] = None        # None (random), an open_clip tag ("openai"), or a checkpoint path
-    quick_gelu: Optional[bool] = None       # None: the tag's flag; else QuickGELU for ViT-B-16/L-14 (published)
-    backbone_dtype: str = "float32"         # storage dtype of the frozen weights: float32 | float16 | bfloat16
-    image_size: Optional[int] = None        # None: the backbone's native size (224; 64 for "tiny")
-    # -- input (docs/model.md §1)
-    num_frames: int = 8                     # T segments per clip (the model itself accepts any T)
-    # -- side network (docs/model.md §3)
-    side_dim: int = 320                     # d (320 for B/16, 512 for L/14 in the published configs)
-    num_classes: int = 174
-    alpha: float = 0.5                      # weight of the motion stem (paper variant: 1.0)
-    reduction: int = 16                     # TD-Adapter r: narrow width d/r
-    pool_kernel: int = 3                    # TD-Adapter temporal max-pool window k (odd)
-    stem_padding: str = "published"         # published (1,1,1) | aligned (1,0,0)
-    td_variant: str = "gated"               # gated (published) | plain (the paper's form)
-    drop_path: float = 0.0                  # stochastic depth on the side blocks' residual branches (max rate)
-    head_dropout: float = 0.0               # dropout before the classifier
-    # -- execution
-    fused_ops: bool = True                  # tds_kernels fused ops (automatic backend) vs plain PyTorch
-    grad_checkpoint: bool = False           # checkpoint each side block (use_reentrant=False)
-    memory_mode: str = "lean"               # fused side MLP: lean (keeps x, recomputes Linear1) | fast (keeps h)
-
-    def __post_init__(self):
-        self.validate()
+class ModelConfig:
+    """What every architecture's model config (``model.arch``: TDS-CLIP's below, DiST's, M2-CLIP's, AM
+    flow's) shares: construction from a mapping / YAML / ``key=value`` overrides under the one set of rules
+    of ``tdsclip.config_rules``, serialisation, and the frozen tower's geometry (``backbone``,
+    ``image_size``). Subclasses are dataclasses with a ``validate()`` run on construction."""
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -74,13 +51,13 @@ class TDSCLIPConfig:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
-    def from_dict(cls, values: dict | None) -> "TDSCLIPConfig":
+    def from_dict(cls, values: dict | None) -> "ModelConfig":
         """Builds a config from a mapping (e.g. the ``model`` section of a training YAML); values are
         converted to the field types and unknown keys rejected by the rules of ``tdsclip.config_rules``."""
         return cls(**coerce_fields(cls, values, "model"))
 
     @classmethod
-    def from_yaml(cls, path: str, section: str | None = None) -> "TDSCLIPConfig":
+    def from_yaml(cls, path: str, section: str | None = None) -> "ModelConfig":
         """Reads a YAML file: its top-level mapping, or its ``model:`` section if it has one (a
         training config), or the section named by ``section``."""
         raw = load_yaml(path)
@@ -92,7 +69,7 @@ class TDSCLIPConfig:
             raw = raw["model"]
         return cls.from_dict(raw)
 
-    def override(self, items: list[str] | tuple[str, ...]) -> "TDSCLIPConfig":
+    def override(self, items: list[str] | tuple[str, ...]) -> "ModelConfig":
         """Applies ``key=value`` strings (``side_dim=512``, ``fused_ops=false``, ``pretrained=null``;
         a ``model.`` prefix is accepted) in place, re-validates, and returns ``self``. On an error the
         config is left unchanged."""
@@ -128,6 +105,37 @@ class TDSCLIPConfig:
         """The token grid h × w (the same for both stem paddings: docs/model.md §3)."""
         n = self.resolved_image_size // self.patch_size
         return n, n
+
+
+
+@dataclass
+class TDSCLIPConfig(ModelConfig):
+    arch: str = "tdsclip"                   # model family (tdsclip.archs); always "tdsclip" for this class
+    # -- frozen spatial encoder (docs/model.md §2)
+    backbone: str = "ViT-B-16"              # open_clip model name (ViT-B-16, ViT-L-14, hf-hub:org/repo) or "tiny"
+    pretrained: Optional[str] = None        # None (random), an open_clip tag ("openai"), or a checkpoint path
+    quick_gelu: Optional[bool] = None       # None: the tag's flag; else QuickGELU for ViT-B-16/L-14 (published)
+    backbone_dtype: str = "float32"         # storage dtype of the frozen weights: float32 | float16 | bfloat16
+    image_size: Optional[int] = None        # None: the backbone's native size (224; 64 for "tiny")
+    # -- input (docs/model.md §1)
+    num_frames: int = 8                     # T segments per clip (the model itself accepts any T)
+    # -- side network (docs/model.md §3)
+    side_dim: int = 320                     # d (320 for B/16, 512 for L/14 in the published configs)
+    num_classes: int = 174
+    alpha: float = 0.5                      # weight of the motion stem (paper variant: 1.0)
+    reduction: int = 16                     # TD-Adapter r: narrow width d/r
+    pool_kernel: int = 3                    # TD-Adapter temporal max-pool window k (odd)
+    stem_padding: str = "published"         # published (1,1,1) | aligned (1,0,0)
+    td_variant: str = "gated"               # gated (published) | plain (the paper's form)
+    drop_path: float = 0.0                  # stochastic depth on the side blocks' residual branches (max rate)
+    head_dropout: float = 0.0               # dropout before the classifier
+    # -- execution
+    fused_ops: bool = True                  # tds_kernels fused ops (automatic backend) vs plain PyTorch
+    grad_checkpoint: bool = False           # checkpoint each side block (use_reentrant=False)
+    memory_mode: str = "lean"               # fused side MLP: lean (keeps x, recomputes Linear1) | fast (keeps h)
+
+    def __post_init__(self):
+        self.validate()
 
     @property
     def num_heads(self) -> int:

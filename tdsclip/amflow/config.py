@@ -1,15 +1,15 @@
 """``AMFlowConfig``: everything that defines an AM-flow model (docs/amflow.md), validated on creation.
 
 The construction helpers (``from_dict``, ``from_yaml``, ``override``, ``to_dict``, ``to_yaml``) are
-TDS-CLIP's own (:class:`tdsclip.config.TDSCLIPConfig`): they are written against ``cls`` /
-``type(self)`` and dataclass fields, so this class borrows them instead of copying them.
+inherited from :class:`tdsclip.config.ModelConfig`, as every architecture's config does; the geometry
+properties are AM flow's own (timm DINOv2 backbones have patch 14).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Optional
 
-from ..config import TDSCLIPConfig, _check_int, _check_number, _check_type, _choice
+from ..config import ModelConfig, _check_int, _check_number, _check_type, _choice
 
 # name -> (library, model name, patch size, native image size, width, heads)
 BACKBONES = {
@@ -29,7 +29,7 @@ TOKEN_POOLS = ("learned", "mean", "slots")
 
 
 @dataclass
-class AMFlowConfig:
+class AMFlowConfig(ModelConfig):
     arch: str = "amflow"                    # model family (tdsclip.archs); always "amflow" for this class
     # -- frozen image model
     backbone: str = "dinov2_vitb14"         # dinov2_vitb14 | ViT-B-16 | dinov2_tiny | tiny (tests, demo)
@@ -64,13 +64,6 @@ class AMFlowConfig:
     fused_ops: bool = True                  # SDPA + (sum_i q_i).k_j column sums; false: explicit N x N attention map
     grad_checkpoint: bool = False           # checkpoint each frozen block with its adapters (use_reentrant=False)
 
-    # construction and serialisation: TDSCLIPConfig's generic implementations
-    field_names = TDSCLIPConfig.__dict__["field_names"]
-    from_dict = TDSCLIPConfig.__dict__["from_dict"]
-    from_yaml = TDSCLIPConfig.__dict__["from_yaml"]
-    override = TDSCLIPConfig.override
-    to_dict = TDSCLIPConfig.to_dict
-    to_yaml = TDSCLIPConfig.to_yaml
 
     def __post_init__(self):
         self.validate()

@@ -2,8 +2,8 @@
 
 Same interface as :class:`tdsclip.config.TDSCLIPConfig` (``from_dict``, ``from_yaml``,
 ``override``, ``to_dict``, ``to_yaml`` and the derived ``patch_size`` / ``resolved_image_size`` /
-``grid``): those methods are TDSCLIPConfig's own, bound to this class, so both configs parse,
-coerce and report errors identically. Widths left at ``None`` follow the backbone width C:
+``grid``): both inherit them from :class:`tdsclip.config.ModelConfig`, so every architecture's config
+parses, coerces and reports errors identically. Widths left at ``None`` follow the backbone width C:
 ``temporal_dim = C/8`` (β = 1/8: 96 for B/16), ``integration_dim = C/2`` (α = 1/2: 384 for B/16).
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from ..config import TDSCLIPConfig, _check_int, _check_number, _check_type, _choice, validate_frozen_tower
+from ..config import ModelConfig, _check_int, _check_number, _check_type, _choice, validate_frozen_tower
 from ..config_rules import check_optional_positive_int
 
 DENSE_SAMPLINGS = ("window", "segments")
@@ -25,7 +25,7 @@ WINDOW_OFFSETS = {1: (0,), 2: (0, 1), 3: (-1, 0, 1), 4: (-1, 0, 1, 2), 5: (-2, -
 
 
 @dataclass
-class DiSTConfig:
+class DiSTConfig(ModelConfig):
     arch: str = "dist"                      # model family (tdsclip.archs); always "dist" for this class
     # -- frozen spatial encoder (as TDS-CLIP's: docs/model.md §2)
     backbone: str = "ViT-B-16"              # open_clip model name or "tiny"
@@ -63,16 +63,6 @@ class DiSTConfig:
     def __post_init__(self):
         self.validate()
 
-    # the construction, override and serialisation of TDSCLIPConfig work on any such dataclass
-    field_names = classmethod(TDSCLIPConfig.field_names.__func__)
-    from_dict = classmethod(TDSCLIPConfig.from_dict.__func__)
-    from_yaml = classmethod(TDSCLIPConfig.from_yaml.__func__)
-    override = TDSCLIPConfig.override
-    to_dict = TDSCLIPConfig.to_dict
-    to_yaml = TDSCLIPConfig.to_yaml
-    patch_size = TDSCLIPConfig.patch_size
-    resolved_image_size = TDSCLIPConfig.resolved_image_size
-    grid = TDSCLIPConfig.grid
 
     # ------------------------------------------------------------------ derived values
     @property

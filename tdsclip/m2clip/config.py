@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
-from ..config import TDSCLIPConfig, _check_int, _check_number, _check_type, _choice, validate_frozen_tower
+from ..config import ModelConfig, _check_int, _check_number, _check_type, _choice, validate_frozen_tower
 from ..dist.config import WINDOW_OFFSETS  # window offsets of k frames per segment, centre first (as DiST's)
 
 ADAPTER_POSITIONS = ("pre_attn", "pre_mlp")
@@ -22,7 +22,7 @@ TINY_EMBED_DIM = 64
 
 
 @dataclass
-class M2CLIPConfig:
+class M2CLIPConfig(ModelConfig):
     arch: str = "m2clip"                    # model family (tdsclip.archs); always "m2clip" for this class
     # -- frozen CLIP (vision + text towers)
     backbone: str = "ViT-B-16"              # open_clip model name or "tiny"
@@ -59,16 +59,6 @@ class M2CLIPConfig:
     def __post_init__(self):
         self.validate()
 
-    # construction / serialisation: TDS-CLIP's generic implementations
-    field_names = classmethod(TDSCLIPConfig.field_names.__func__)
-    from_dict = classmethod(TDSCLIPConfig.from_dict.__func__)
-    from_yaml = classmethod(TDSCLIPConfig.from_yaml.__func__)
-    override = TDSCLIPConfig.override
-    to_dict = TDSCLIPConfig.to_dict
-    to_yaml = TDSCLIPConfig.to_yaml
-    patch_size = TDSCLIPConfig.patch_size
-    resolved_image_size = TDSCLIPConfig.resolved_image_size
-    grid = TDSCLIPConfig.grid
 
     def validate(self) -> None:
         if self.arch != "m2clip":
