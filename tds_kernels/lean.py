@@ -18,7 +18,7 @@ from torch import nn
 
 from ._bn import update_running_stats, uses_batch_stats
 
-__all__ = ["lean_layernorm_linear", "lean_batchnorm_linear", "lean_gelu_linear"]
+__all__ = ["lean_layernorm_linear", "lean_side_connection", "lean_batchnorm_linear", "lean_gelu_linear"]
 
 
 def _autocast_dtype(device_type: str, default: torch.dtype) -> torch.dtype:
@@ -45,44 +45,75 @@ class _LayerNormLinear(torch.autograd.Function):
 
     Plain autograd keeps two C-wide tensors per call: LayerNorm's input and Linear's input (the
     LayerNorm output). Both are functions of ``xhat = (x - mean)/std``, which has no gradient, so this
-    keeps xhat only (in the matmul dtype) and recomputes ``xhat·γ + β`` in backward.
+    keeps xhat only (in the matmul dtype). The affine part is folded into the (tiny) weights, so no
+    C-wide pass is spent on it, forward or backward:
+
+    * forward: ``out = xhat (W diag(γ))^T + (b + W β)``, one GEMM on xhat;
+    * backward: with ``P = G^T xhat`` (one GEMM) and ``s = Σ_t g_t``: ``dW = P diag(γ) + s β^T``,
+      ``db = s``, ``dγ = Σ_j W_j ∘ P_j`` and ``dβ = W^T s`` — plain autograd's second GEMM
+      (``G W``, for LayerNorm's backward) and its C-wide elementwise passes are never needed.
+
+    ``scale`` multiplies the output (the side connection's 0.5, folded into the weights: exact for a
+    power of two).
     """
 
     @staticmethod
-    def forward(ctx, x, ln_weight, ln_bias, weight, bias, eps: float):
+    def forward(ctx, x, ln_weight, ln_bias, weight, bias, eps: float, scale: float = 1.0):
         compute = _autocast_dtype(x.device.type, weight.dtype)
         with _no_autocast(x.device.type):
-            xhat = F.layer_norm(x.to(ln_weight.dtype), x.shape[-1:], None, None, eps)
-            y = torch.addcmul(ln_bias, xhat, ln_weight) if ln_bias is not None else xhat * ln_weight
-            out = F.linear(y.to(compute), weight.to(compute), None if bias is None else bias.to(compute))
-            xhat = xhat.to(compute)
+            xhat = F.layer_norm(x.to(ln_weight.dtype), x.shape[-1:], None, None, eps).to(compute)
+            w, b = _fold_affine(ln_weight, ln_bias, weight, bias, scale)
+            out = F.linear(xhat, w.to(compute), None if b is None else b.to(compute))
         ctx.save_for_backward(xhat, ln_weight, ln_bias, weight)
-        ctx.has_bias = bias is not None
+        ctx.has_bias, ctx.scale = bias is not None, scale
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        xhat, ln_weight, ln_bias, weight = ctx.saved_tensors
-        compute = xhat.dtype
-        g = grad_out.to(compute).reshape(-1, grad_out.shape[-1])
-        xh = xhat.reshape(-1, xhat.shape[-1])
-        grad_ln_w = grad_ln_b = grad_w = grad_b = None
-        need_ln = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
-        with _no_autocast(xhat.device.type):
-            if ctx.needs_input_grad[3]:
-                y = xh.to(ln_weight.dtype) * ln_weight
-                if ln_bias is not None:
-                    y = y + ln_bias
-                grad_w = (g.t() @ y.to(compute)).to(weight.dtype)
-            if ctx.has_bias and ctx.needs_input_grad[4]:
-                grad_b = g.sum(0, dtype=torch.promote_types(g.dtype, torch.float32)).to(weight.dtype)
-            if need_ln:
-                grad_y = (g @ weight.to(compute)).to(ln_weight.dtype)
-                if ctx.needs_input_grad[1]:
-                    grad_ln_w = (grad_y * xh.to(ln_weight.dtype)).sum(0)
-                if ln_bias is not None and ctx.needs_input_grad[2]:
-                    grad_ln_b = grad_y.sum(0)
-        return None, grad_ln_w, grad_ln_b, grad_w, grad_b, None
+        g = grad_out.reshape(-1, grad_out.shape[-1])
+        return (None,) + _layernorm_linear_grads(ctx, g, ctx.needs_input_grad[1:5]) + (None, None)
+
+
+def _fold_affine(ln_weight, ln_bias, weight, bias, scale):
+    """(W diag(γ), b + W β), times ``scale``, in the parameters' dtype (float64 for the fold itself)."""
+    wd = weight.double()
+    w = wd * ln_weight.double()
+    b = None if bias is None else bias.double()
+    if ln_bias is not None:
+        wb = wd @ ln_bias.double()
+        b = wb if b is None else b + wb
+    w = (w * scale).to(weight.dtype)
+    return w, None if b is None else (b * scale).to(weight.dtype)
+
+
+def _layernorm_linear_grads(ctx, g, need):
+    """Gradients (γ, β, W, b) of ``scale · Linear(LayerNorm(x))`` from the output gradient g (rows, d_out)
+    and the saved xhat, ``need`` flagging which are wanted: one GEMM (``P = g^T xhat``) and
+    (d_out, C)-sized algebra (see _LayerNormLinear)."""
+    xhat, ln_weight, ln_bias, weight = ctx.saved_tensors
+    compute = xhat.dtype
+    xh = xhat.reshape(-1, xhat.shape[-1])
+    if not any(need):
+        return None, None, None, None
+    with _no_autocast(xhat.device.type):
+        g = g.to(compute)
+        acc = torch.promote_types(weight.dtype, torch.float32)
+        P = (g.t() @ xh).to(acc) * ctx.scale                       # (d_out, C)
+        s = g.sum(0, dtype=torch.promote_types(compute, torch.float32)).to(acc) * ctx.scale  # (d_out,)
+        w = weight.to(acc)
+        grad_w = grad_b = grad_ln_w = grad_ln_b = None
+        if need[2]:
+            grad_w = P * ln_weight.to(acc)
+            if ln_bias is not None:
+                grad_w = grad_w.addr_(s, ln_bias.to(acc))
+            grad_w = grad_w.to(weight.dtype)
+        if ctx.has_bias and need[3]:
+            grad_b = s.to(weight.dtype)
+        if need[0]:
+            grad_ln_w = (w * P).sum(0).to(ln_weight.dtype)
+        if ln_bias is not None and need[1]:
+            grad_ln_b = (s @ w).to(ln_bias.dtype)
+    return grad_ln_w, grad_ln_b, grad_w, grad_b
 
 
 def lean_layernorm_linear(x: torch.Tensor, norm: nn.LayerNorm, linear: nn.Linear) -> torch.Tensor:
@@ -90,6 +121,46 @@ def lean_layernorm_linear(x: torch.Tensor, norm: nn.LayerNorm, linear: nn.Linear
     if x.requires_grad:
         raise ValueError("lean_layernorm_linear: x must not require grad (it is the frozen backbone's output)")
     return _LayerNormLinear.apply(x, norm.weight, norm.bias, linear.weight, linear.bias, norm.eps)
+
+
+class _SideConnection(torch.autograd.Function):
+    """The side connection with its mix (docs/model.md §3): ``p = Linear(LayerNorm(x))`` on the N+1 rows of
+    each frame, returns ``(0.5 s + 0.5 p[:, 1:], p[:, 0])``. As _LayerNormLinear (the 0.5 folded into the
+    weights: the GEMM writes 0.5 p), plus the mix in one pass; backward assembles the output gradient
+    of p in one pass (no zero-filled slice gradients, no accumulation) and spends one GEMM on it."""
+
+    @staticmethod
+    def forward(ctx, s, x, ln_weight, ln_bias, weight, bias, eps: float):
+        B, T, N, d = s.shape
+        half_p = _LayerNormLinear.forward(ctx, x, ln_weight, ln_bias, weight, bias, eps, 0.5).view(B, T, N + 1, d)
+        out = torch.add(half_p[:, :, 1:], s, alpha=0.5)  # 0.5 s + 0.5 p: both halves exact
+        p_cls = half_p[:, :, 0] * 2
+        ctx.scale = 1.0  # the 0.5 is applied to the gradient rows below
+        return out, p_cls
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_cls):
+        xhat = ctx.saved_tensors[0]
+        B, T, N, d = grad_out.shape
+        g = torch.empty(B, T, N + 1, d, dtype=xhat.dtype, device=xhat.device)  # d out / d p
+        torch.mul(grad_out, 0.5, out=g[:, :, 1:])
+        g[:, :, 0].copy_(grad_cls)  # autograd materialises unused output gradients as zeros
+        grad_s = grad_out * 0.5 if ctx.needs_input_grad[0] else None
+        return (grad_s, None) + _layernorm_linear_grads(ctx, g.view(-1, d), ctx.needs_input_grad[2:6]) + (None,)
+
+
+def lean_side_connection(s: torch.Tensor, x: torch.Tensor, norm: nn.LayerNorm,
+                         linear: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+    """The side connection and its mix (docs/model.md §3) for a constant x (no grad): with
+    ``p = linear(norm(x)).view(B, T, N+1, d)`` (x: (B·T, N+1, C), s: (B, T, N, d)) returns
+    ``(0.5 * s + 0.5 * p[:, :, 1:], p[:, :, 0])``, keeping one normalised copy of x for backward."""
+    if x.requires_grad:
+        raise ValueError("lean_side_connection: x must not require grad (it is the frozen backbone's output)")
+    B, T, N, d = s.shape
+    if x.dim() != 3 or x.shape[0] != B * T or x.shape[1] != N + 1:
+        raise ValueError(f"lean_side_connection: x must be (B*T, N+1, C) = ({B * T}, {N + 1}, C) for s "
+                         f"{tuple(s.shape)}, got {tuple(x.shape)}")
+    return _SideConnection.apply(s, x, norm.weight, norm.bias, linear.weight, linear.bias, norm.eps)
 
 
 class _GeluLinear(torch.autograd.Function):

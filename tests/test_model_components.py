@@ -12,6 +12,7 @@ from tdsclip import build_model
 from tdsclip.model import FrozenViT
 from tdsclip.model.backbone import normalise_images
 from tdsclip.model.layers import (TokenBatchNorm, lean_batchnorm_linear, lean_gelu_linear, lean_layernorm_linear,
+                                  lean_side_connection,
                                   pointwise, temporal_dwconv)
 from tdsclip.model.side_network import SideBlock, side_attention
 from tdsclip.model.summary import saved_tensor_recorder
@@ -236,6 +237,41 @@ def test_lean_functions_match_plain_autograd_and_keep_less(train):
     for k in stats0:
         torch.testing.assert_close(stats1[k], stats0[k], msg=k)
     assert bytes1 < bytes0 * 0.6, (bytes1, bytes0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_lean_side_connection_matches_plain_autograd(dtype):
+    """(0.5 s + 0.5 p[:, :, 1:], p[:, :, 0]) with p = Linear(LayerNorm(x)): values and gradients of s, γ, β, W, b
+    against float64 plain autograd; the lean error is at most twice plain autograd's in the same dtype."""
+    torch.manual_seed(0)
+    B, T, N, C, d = 2, 3, 5, 40, 16
+    ln, lin = nn.LayerNorm(C).double(), nn.Linear(C, d).double()
+    with torch.no_grad():
+        ln.weight.uniform_(-1.5, 1.5), ln.bias.uniform_(-1, 1)
+    x = torch.randn(B * T, N + 1, C, dtype=torch.float64) * 2 + 0.5  # frozen: no grad
+    s0 = torch.randn(B, T, N, d, dtype=torch.float64)
+    g_s, g_cls = torch.randn(B, T, N, d, dtype=torch.float64), torch.randn(B, T, d, dtype=torch.float64)
+    modules = nn.ModuleList([ln, lin])
+
+    def run(lean, dt):
+        mods = copy.deepcopy(modules).to(dt)
+        s = s0.to(dt).detach().clone().requires_grad_()
+        if lean:
+            out, cls = lean_side_connection(s, x.to(dt), mods[0], mods[1])
+        else:
+            p = mods[1](mods[0](x.to(dt))).view(B, T, N + 1, d)
+            out, cls = 0.5 * s + 0.5 * p[:, :, 1:], p[:, :, 0]
+        ((out * g_s.to(dt)).sum() + (cls * g_cls.to(dt)).sum()).backward()
+        return [out, cls, s.grad] + [p.grad for p in mods.parameters()]
+
+    ref = run(False, torch.float64)
+    plain, lean = run(False, dtype), run(True, dtype)
+    for r, p, l in zip(ref, plain, lean):
+        err_plain = (p.double() - r).abs().max().item()
+        err_lean = (l.double() - r).abs().max().item()
+        assert err_lean <= 2 * err_plain + 1e-5 * r.abs().max().item(), (err_lean, err_plain)
+    with pytest.raises(ValueError, match="x must be"):
+        lean_side_connection(s0, x[:, 1:], ln, lin)
 
 
 def test_lean_functions_under_bf16_autocast_follow_plain_autocast():
