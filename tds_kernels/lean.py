@@ -205,7 +205,11 @@ def lean_gelu_linear(h: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
 class _BatchNormLinear(torch.autograd.Function):
     """``Linear(BatchNorm(x))`` on tokens x (M, d) with the statistics given (batch or running), keeping
     only x for backward: plain autograd keeps x (for BatchNorm's backward) and the normalised tensor
-    (for the matmul's); the latter is recomputed from x, the mean and 1/std here."""
+    (for the matmul's); the latter is recomputed from x, the mean and 1/std here.
+
+    The d-wide elementwise work is kept to few passes: BatchNorm's output is one ``x·a + c`` (a = γ/std,
+    c = β − mean·a: PyTorch's own CPU BatchNorm formula) and its input gradient one
+    ``grad_y·a + (x − mean)·k + k0`` with per-channel k, k0."""
 
     @staticmethod
     def forward(ctx, x, bn_weight, bn_bias, mean, invstd, weight, bias, batch_stats: bool):
@@ -232,21 +236,28 @@ class _BatchNormLinear(torch.autograd.Function):
                 grads[6] = g.sum(0, dtype=acc).to(weight.dtype)
             if any(ctx.needs_input_grad[:3]):
                 grad_y = (g @ weight.to(compute)).to(acc)
-                xhat = (x.to(acc) - mean.to(acc)) * invstd.to(acc)
-                sum_g, sum_gx = grad_y.sum(0), (grad_y * xhat).sum(0)
+                istd = invstd.to(acc)
+                xc = x.to(acc) - mean.to(acc)                   # (x - mean): xhat = xc * invstd
+                sum_g, sum_gx = grad_y.sum(0), (grad_y * xc).sum(0) * istd  # sum grad_y, sum grad_y xhat
                 grads[1] = sum_gx.to(bn_weight.dtype) if ctx.needs_input_grad[1] else None
                 grads[2] = sum_g.to(bn_bias.dtype) if ctx.needs_input_grad[2] else None
                 if ctx.needs_input_grad[0]:
-                    scale = bn_weight.to(acc) * invstd.to(acc)
-                    if ctx.batch_stats:  # the batch statistics depend on x as well
+                    scale = bn_weight.to(acc) * istd
+                    if ctx.batch_stats:  # the batch statistics depend on x as well:
+                        # scale (grad_y - sum_g/m - xhat sum_gx/m), as grad_y a + xc k + k0
                         m = x.shape[0]
-                        grad_y = grad_y - sum_g / m - xhat * (sum_gx / m)
-                    grads[0] = (grad_y * scale).to(x.dtype)
+                        dx = torch.addcmul(-scale * sum_g / m, xc, -scale * istd * sum_gx / m)
+                        dx = dx.addcmul_(grad_y, scale)
+                    else:
+                        dx = grad_y.mul_(scale)
+                    grads[0] = dx.to(x.dtype)
         return tuple(grads)
 
 
 def _bn_apply(x, weight, bias, mean, invstd, acc):
-    return (x.to(acc) - mean.to(acc)) * (weight.to(acc) * invstd.to(acc)) + bias.to(acc)
+    """BatchNorm's output ``x·a + (β − mean·a)``, a = γ·invstd, in ``acc`` (one pass over x)."""
+    a = weight.to(acc) * invstd.to(acc)
+    return torch.addcmul(bias.to(acc) - mean.to(acc) * a, x.to(acc), a)
 
 
 def lean_batchnorm_linear(x: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm, weight: torch.Tensor,
