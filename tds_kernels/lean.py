@@ -71,7 +71,7 @@ class _LayerNormLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         g = grad_out.reshape(-1, grad_out.shape[-1])
-        return (None,) + _layernorm_linear_grads(ctx, g, ctx.needs_input_grad[1:5]) + (None, None)
+        return (None,) + _layernorm_linear_grads(ctx, ctx.saved_tensors, g, ctx.needs_input_grad[1:5]) + (None, None)
 
 
 def _fold_affine(ln_weight, ln_bias, weight, bias, scale):
@@ -86,11 +86,11 @@ def _fold_affine(ln_weight, ln_bias, weight, bias, scale):
     return w, None if b is None else (b * scale).to(weight.dtype)
 
 
-def _layernorm_linear_grads(ctx, g, need):
+def _layernorm_linear_grads(ctx, saved, g, need):
     """Gradients (γ, β, W, b) of ``scale · Linear(LayerNorm(x))`` from the output gradient g (rows, d_out)
-    and the saved xhat, ``need`` flagging which are wanted: one GEMM (``P = g^T xhat``) and
-    (d_out, C)-sized algebra (see _LayerNormLinear)."""
-    xhat, ln_weight, ln_bias, weight = ctx.saved_tensors
+    and ``saved`` (ctx.saved_tensors, unpacked once), ``need`` flagging which are wanted: one GEMM
+    (``P = g^T xhat``) and (d_out, C)-sized algebra (see _LayerNormLinear)."""
+    xhat, ln_weight, ln_bias, weight = saved
     compute = xhat.dtype
     xh = xhat.reshape(-1, xhat.shape[-1])
     if not any(need):
@@ -140,13 +140,14 @@ class _SideConnection(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out, grad_cls):
-        xhat = ctx.saved_tensors[0]
+        saved = ctx.saved_tensors  # unpacked once (activation checkpointing allows no second unpack)
+        xhat = saved[0]
         B, T, N, d = grad_out.shape
         g = torch.empty(B, T, N + 1, d, dtype=xhat.dtype, device=xhat.device)  # d out / d p
         torch.mul(grad_out, 0.5, out=g[:, :, 1:])
         g[:, :, 0].copy_(grad_cls)  # autograd materialises unused output gradients as zeros
         grad_s = grad_out * 0.5 if ctx.needs_input_grad[0] else None
-        return (grad_s, None) + _layernorm_linear_grads(ctx, g.view(-1, d), ctx.needs_input_grad[2:6]) + (None,)
+        return (grad_s, None) + _layernorm_linear_grads(ctx, saved, g.view(-1, d), ctx.needs_input_grad[2:6]) + (None,)
 
 
 def lean_side_connection(s: torch.Tensor, x: torch.Tensor, norm: nn.LayerNorm,
