@@ -4,7 +4,9 @@ where no fused kernel does (see :func:`tds_kernels.side_mlp`, which chooses amon
 
 * :func:`lean_layernorm_linear` — ``Linear(LayerNorm(x))`` for a frozen input (no grad);
 * :func:`lean_batchnorm_linear` — ``Linear(BatchNorm(x))`` on tokens, nn.BatchNorm semantics;
-* :func:`lean_gelu_linear` — ``Linear(GELU(h))`` (exact GELU).
+* :func:`lean_gelu_linear` — ``Linear(GELU(h))`` (exact GELU);
+* :func:`lean_side_connection` — the side connection ``Linear(LayerNorm(x))`` with its 0.5 / 0.5 mix;
+* :func:`lean_temporal_dwconv` — the side block's depthwise temporal convolution (kernel 3 over frames).
 
 Dtypes follow plain autograd under autocast: the matmuls run in the autocast dtype when it is on.
 """
@@ -18,7 +20,7 @@ from torch import nn
 
 from ._bn import update_running_stats, uses_batch_stats
 
-__all__ = ["lean_layernorm_linear", "lean_side_connection", "lean_batchnorm_linear", "lean_gelu_linear"]
+__all__ = ["lean_layernorm_linear", "lean_side_connection", "lean_temporal_dwconv", "lean_batchnorm_linear", "lean_gelu_linear"]
 
 
 def _autocast_dtype(device_type: str, default: torch.dtype) -> torch.dtype:
@@ -280,3 +282,59 @@ def lean_batchnorm_linear(x: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm, 
         invstd = torch.rsqrt(var + bn.eps)
     out = _BatchNormLinear.apply(x2, bn.weight, bn.bias, mean, invstd, weight, bias, batch_stats)
     return out.view(*x.shape[:-1], out.shape[-1])
+
+
+class _TemporalDWConv(torch.autograd.Function):
+    """``out[t] = w0·x[t-1] + w1·x[t] + w2·x[t+1] + b`` per channel on tokens (B, T, N, d), zero frames
+    outside. Written as three in-place multiply-adds on frame-shifted views: no zero-padded copy of x
+    (plain autograd keeps that (T+2)-frame copy and scatters its gradient back through zero-filled
+    buffers); keeps only x. In x's dtype (as the plain form under autocast)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        d = x.shape[-1]
+        w = weight.reshape(d, 3).to(x.dtype)
+        out = torch.mul(x, w[:, 1]) if bias is None else torch.addcmul(bias.to(x.dtype), x, w[:, 1])
+        if x.shape[1] > 1:
+            out[:, 1:].addcmul_(x[:, :-1], w[:, 0])
+            out[:, :-1].addcmul_(x[:, 1:], w[:, 2])
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight = ctx.saved_tensors
+        d, T = x.shape[-1], x.shape[1]
+        w = weight.reshape(d, 3).to(x.dtype)
+        g = g.to(x.dtype)
+        acc = torch.promote_types(x.dtype, torch.float32)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.mul(g, w[:, 1])
+            if T > 1:
+                grad_x[:, :-1].addcmul_(g[:, 1:], w[:, 0])
+                grad_x[:, 1:].addcmul_(g[:, :-1], w[:, 2])
+        dims = (0, 1, 2)
+        if ctx.needs_input_grad[1]:
+            gw = torch.zeros(d, 3, dtype=acc, device=x.device)
+            gw[:, 1] = (g * x).sum(dims, dtype=acc)
+            if T > 1:
+                gw[:, 0] = (g[:, 1:] * x[:, :-1]).sum(dims, dtype=acc)
+                gw[:, 2] = (g[:, :-1] * x[:, 1:]).sum(dims, dtype=acc)
+            grad_w = gw.to(weight.dtype).view(weight.shape)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = g.sum(dims, dtype=acc).to(weight.dtype)
+        return grad_x, grad_w, grad_b
+
+
+def lean_temporal_dwconv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """The depthwise ``Conv3d(d, d, (3, 1, 1), padding=(1, 0, 0), groups=d)`` on tokens x (B, T, N, d), with
+    that conv's ``weight`` (d, 1, 3, 1, 1) (or (d, 3)) and ``bias`` (d,); keeps only x for backward."""
+    if x.dim() != 4:
+        raise ValueError(f"lean_temporal_dwconv: x must be (B, T, N, d), got {tuple(x.shape)}")
+    d = x.shape[-1]
+    if weight.numel() != 3 * d or (bias is not None and bias.shape != (d,)):
+        raise ValueError(f"lean_temporal_dwconv: weight must hold (d, 3) = ({d}, 3) values and bias (d,), got "
+                         f"{tuple(weight.shape)} and {None if bias is None else tuple(bias.shape)}")
+    return _TemporalDWConv.apply(x, weight, bias)

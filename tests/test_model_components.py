@@ -12,7 +12,7 @@ from tdsclip import build_model
 from tdsclip.model import FrozenViT
 from tdsclip.model.backbone import normalise_images
 from tdsclip.model.layers import (TokenBatchNorm, lean_batchnorm_linear, lean_gelu_linear, lean_layernorm_linear,
-                                  lean_side_connection,
+                                  lean_side_connection, lean_temporal_dwconv,
                                   pointwise, temporal_dwconv)
 from tdsclip.model.side_network import SideBlock, side_attention
 from tdsclip.model.summary import saved_tensor_recorder
@@ -78,6 +78,42 @@ def test_pointwise_and_temporal_dwconv_match_conv3d():
     out = temporal_dwconv(one, dw) - dw.bias
     w_ = dw.weight.view(d, 3)
     torch.testing.assert_close(out[0, :, 0], torch.stack([w_[:, 2], w_[:, 1], w_[:, 0]]))
+
+
+@pytest.mark.parametrize("T", [1, 2, 5])
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_lean_temporal_dwconv_matches_conv3d_within_twice_plain_error(T, contiguous):
+    """Value and gradients (x, weight, bias) of the lean depthwise temporal conv against Conv3d in float64, and its
+    float32 error at most twice the plain elementwise form's (T = 1: no neighbouring frames at all)."""
+    torch.manual_seed(T)
+    B, N, d = 2, 7, 12
+    dw = nn.Conv3d(d, d, (3, 1, 1), padding=(1, 0, 0), groups=d).double()
+    x0 = torch.randn(B, T, N, d, dtype=torch.float64) * 2 + 1
+    g = torch.randn(B, T, N, d, dtype=torch.float64)
+
+    def run(form, dt):
+        conv = copy.deepcopy(dw).to(dt)
+        x = x0.to(dt).detach().clone()
+        if not contiguous:  # a (B, N, T, d) storage seen as (B, T, N, d)
+            x = x.transpose(1, 2).contiguous().transpose(1, 2)
+        x.requires_grad_()
+        if form == "conv3d":
+            out = conv(x.permute(0, 3, 1, 2).unsqueeze(-1)).squeeze(-1).permute(0, 2, 3, 1)
+        elif form == "plain":
+            out = temporal_dwconv(x, conv)
+        else:
+            out = lean_temporal_dwconv(x, conv.weight, conv.bias)
+        (out * g.to(dt)).sum().backward()
+        return [out, x.grad, conv.weight.grad, conv.bias.grad]
+
+    ref = run("conv3d", torch.float64)
+    for r, l in zip(ref, run("lean", torch.float64)):
+        torch.testing.assert_close(l, r)
+    for r, p, l in zip(ref, run("plain", torch.float32), run("lean", torch.float32)):
+        err_plain, err_lean = (p.double() - r).abs().max().item(), (l.double() - r).abs().max().item()
+        assert err_lean <= 2 * err_plain + 1e-6 * r.abs().max().item(), (err_lean, err_plain)
+    with pytest.raises(ValueError, match="weight must"):
+        lean_temporal_dwconv(x0, dw.weight[:-1], dw.bias)
 
 
 def test_side_attention_is_multihead_attention_with_patch_queries():

@@ -18,7 +18,8 @@ from torch import nn
 import tds_kernels
 
 from .layers import (DropPath, TokenBatchNorm, checkpoint_side_block, lean_batchnorm_linear, lean_gelu_linear,
-                     lean_layernorm_linear, lean_side_connection, pointwise, temporal_dwconv)
+                     lean_layernorm_linear, lean_side_connection, lean_temporal_dwconv, pointwise,
+                     temporal_dwconv)
 
 # The published side block scales its output projections by (2 · 12)^-0.5, CLIP's
 # "proj_std = width^-0.5 · (2 · layers)^-0.5" with the layer count hard-coded to 12 (also for the
@@ -124,9 +125,9 @@ class SideBlock(nn.Module):
         """``u = Conv1x1x1(DWConv(3,1,1)(Conv1x1x1(BN3d(s))))`` on tokens (B, T, N, d)."""
         if self.lean:
             v = lean_batchnorm_linear(s, self.temporal_norm, self.temporal_in.weight.flatten(1), self.temporal_in.bias)
+            v = lean_temporal_dwconv(v, self.temporal_dw.weight, self.temporal_dw.bias)
         else:
-            v = pointwise(self.temporal_norm(s), self.temporal_in)
-        v = temporal_dwconv(v, self.temporal_dw)
+            v = temporal_dwconv(pointwise(self.temporal_norm(s), self.temporal_in), self.temporal_dw)
         return pointwise(v, self.temporal_out)
 
     def forward(self, s: torch.Tensor, p_cls: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
