@@ -18,7 +18,8 @@ from . import _ext  # noqa: F401  (loads the compiled extension, if built)
 from ._bn import update_running_stats, uses_batch_stats
 from ._dispatch import BACKENDS, ENV_VAR, backend_available, implementations, resolve
 from ._ext import has_extension, load_error
-from .lean import lean_batchnorm_linear, lean_gelu_linear, lean_layernorm_linear
+from .lean import (lean_batchnorm_linear, lean_gelu_linear, lean_layernorm_linear, lean_side_connection,
+                   lean_temporal_dwconv)
 from .ops.registry import OPS
 from .ops.sme_stem.reference import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
@@ -27,7 +28,8 @@ from .version import __version__  # noqa: E402  (the one version number: see ver
 __all__ = [
     "BACKENDS", "ENV_VAR", "backend_available", "implementations", "resolve", "has_extension", "load_error",
     "update_running_stats", "uses_batch_stats", "lean_batchnorm_linear", "lean_gelu_linear",
-    "lean_layernorm_linear", "OPENAI_CLIP_MEAN", "OPENAI_CLIP_STD", "OPS",
+    "lean_layernorm_linear", "lean_side_connection",
+    "lean_temporal_dwconv", "OPENAI_CLIP_MEAN", "OPENAI_CLIP_STD", "OPS",
 ]
 
 # Every registered op: importing its package registers its backends, fake kernels, autograd and autocast

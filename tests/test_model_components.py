@@ -12,6 +12,7 @@ from tdsclip import build_model
 from tdsclip.model import FrozenViT
 from tdsclip.model.backbone import normalise_images
 from tdsclip.model.layers import (TokenBatchNorm, lean_batchnorm_linear, lean_gelu_linear, lean_layernorm_linear,
+                                  lean_side_connection, lean_temporal_dwconv,
                                   pointwise, temporal_dwconv)
 from tdsclip.model.side_network import SideBlock, side_attention
 from tdsclip.model.summary import saved_tensor_recorder
@@ -77,6 +78,42 @@ def test_pointwise_and_temporal_dwconv_match_conv3d():
     out = temporal_dwconv(one, dw) - dw.bias
     w_ = dw.weight.view(d, 3)
     torch.testing.assert_close(out[0, :, 0], torch.stack([w_[:, 2], w_[:, 1], w_[:, 0]]))
+
+
+@pytest.mark.parametrize("T", [1, 2, 5])
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_lean_temporal_dwconv_matches_conv3d_within_twice_plain_error(T, contiguous):
+    """Value and gradients (x, weight, bias) of the lean depthwise temporal conv against Conv3d in float64, and its
+    float32 error at most twice the plain elementwise form's (T = 1: no neighbouring frames at all)."""
+    torch.manual_seed(T)
+    B, N, d = 2, 7, 12
+    dw = nn.Conv3d(d, d, (3, 1, 1), padding=(1, 0, 0), groups=d).double()
+    x0 = torch.randn(B, T, N, d, dtype=torch.float64) * 2 + 1
+    g = torch.randn(B, T, N, d, dtype=torch.float64)
+
+    def run(form, dt):
+        conv = copy.deepcopy(dw).to(dt)
+        x = x0.to(dt).detach().clone()
+        if not contiguous:  # a (B, N, T, d) storage seen as (B, T, N, d)
+            x = x.transpose(1, 2).contiguous().transpose(1, 2)
+        x.requires_grad_()
+        if form == "conv3d":
+            out = conv(x.permute(0, 3, 1, 2).unsqueeze(-1)).squeeze(-1).permute(0, 2, 3, 1)
+        elif form == "plain":
+            out = temporal_dwconv(x, conv)
+        else:
+            out = lean_temporal_dwconv(x, conv.weight, conv.bias)
+        (out * g.to(dt)).sum().backward()
+        return [out, x.grad, conv.weight.grad, conv.bias.grad]
+
+    ref = run("conv3d", torch.float64)
+    for r, l in zip(ref, run("lean", torch.float64)):
+        torch.testing.assert_close(l, r)
+    for r, p, l in zip(ref, run("plain", torch.float32), run("lean", torch.float32)):
+        err_plain, err_lean = (p.double() - r).abs().max().item(), (l.double() - r).abs().max().item()
+        assert err_lean <= 2 * err_plain + 1e-6 * r.abs().max().item(), (err_lean, err_plain)
+    with pytest.raises(ValueError, match="weight must"):
+        lean_temporal_dwconv(x0, dw.weight[:-1], dw.bias)
 
 
 def test_side_attention_is_multihead_attention_with_patch_queries():
@@ -236,6 +273,68 @@ def test_lean_functions_match_plain_autograd_and_keep_less(train):
     for k in stats0:
         torch.testing.assert_close(stats1[k], stats0[k], msg=k)
     assert bytes1 < bytes0 * 0.6, (bytes1, bytes0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_lean_side_connection_matches_plain_autograd(dtype):
+    """(0.5 s + 0.5 p[:, :, 1:], p[:, :, 0]) with p = Linear(LayerNorm(x)): values and gradients of s, γ, β, W, b
+    against float64 plain autograd; the lean error is at most twice plain autograd's in the same dtype."""
+    torch.manual_seed(0)
+    B, T, N, C, d = 2, 3, 5, 40, 16
+    ln, lin = nn.LayerNorm(C).double(), nn.Linear(C, d).double()
+    with torch.no_grad():
+        ln.weight.uniform_(-1.5, 1.5), ln.bias.uniform_(-1, 1)
+    x = torch.randn(B * T, N + 1, C, dtype=torch.float64) * 2 + 0.5  # frozen: no grad
+    s0 = torch.randn(B, T, N, d, dtype=torch.float64)
+    g_s, g_cls = torch.randn(B, T, N, d, dtype=torch.float64), torch.randn(B, T, d, dtype=torch.float64)
+    modules = nn.ModuleList([ln, lin])
+
+    def run(lean, dt):
+        mods = copy.deepcopy(modules).to(dt)
+        s = s0.to(dt).detach().clone().requires_grad_()
+        if lean:
+            out, cls = lean_side_connection(s, x.to(dt), mods[0], mods[1])
+        else:
+            p = mods[1](mods[0](x.to(dt))).view(B, T, N + 1, d)
+            out, cls = 0.5 * s + 0.5 * p[:, :, 1:], p[:, :, 0]
+        ((out * g_s.to(dt)).sum() + (cls * g_cls.to(dt)).sum()).backward()
+        return [out, cls, s.grad] + [p.grad for p in mods.parameters()]
+
+    ref = run(False, torch.float64)
+    plain, lean = run(False, dtype), run(True, dtype)
+    for r, p, l in zip(ref, plain, lean):
+        err_plain = (p.double() - r).abs().max().item()
+        err_lean = (l.double() - r).abs().max().item()
+        assert err_lean <= 2 * err_plain + 1e-5 * r.abs().max().item(), (err_lean, err_plain)
+    with pytest.raises(ValueError, match="x must be"):
+        lean_side_connection(s0, x[:, 1:], ln, lin)
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_lean_batchnorm_linear_float32_error_at_most_twice_plain(train):
+    """Linear(BatchNorm(x)) on shifted tokens: the lean form's float32 error (value and every gradient) against
+    float64 is at most twice plain autograd's float32 error."""
+    torch.manual_seed(1)
+    bn, lin = TokenBatchNorm(48).double(), nn.Linear(48, 40).double()
+    with torch.no_grad():
+        bn.weight.uniform_(-1.5, 1.5), bn.bias.uniform_(-1, 1)
+        bn.running_mean.uniform_(1, 3), bn.running_var.uniform_(0.5, 2)
+    bn.train(train)
+    s0 = torch.randn(2, 3, 37, 48, dtype=torch.float64) * 2 + 2
+    g = torch.randn(2, 3, 37, 40, dtype=torch.float64)
+
+    def run(lean, dt):
+        b, li = copy.deepcopy(bn).to(dt), copy.deepcopy(lin).to(dt)
+        s = s0.to(dt).detach().clone().requires_grad_()
+        out = lean_batchnorm_linear(s, b, li.weight, li.bias) if lean else li(b(s))
+        (out * g.to(dt)).sum().backward()
+        return [out, s.grad, b.weight.grad, b.bias.grad, li.weight.grad, li.bias.grad]
+
+    ref = run(False, torch.float64)
+    plain, lean = run(False, torch.float32), run(True, torch.float32)
+    for r, p, l in zip(ref, plain, lean):
+        err_plain, err_lean = (p.double() - r).abs().max().item(), (l.double() - r).abs().max().item()
+        assert err_lean <= 2 * err_plain + 1e-6 * r.abs().max().item(), (err_lean, err_plain)
 
 
 def test_lean_functions_under_bf16_autocast_follow_plain_autocast():

@@ -5,7 +5,9 @@ last) that the tds_kernels ops use, so no permute / copy is needed between them.
 * :func:`temporal_dwconv` — the depthwise ``Conv3d(d, d, (3,1,1), padding (1,0,0), groups=d)``.
 * :func:`pointwise` — a ``Conv3d(d_in, d_out, 1)`` as the matrix product it is.
 * :func:`lean_layernorm_linear` / :func:`lean_batchnorm_linear` / :func:`lean_gelu_linear` —
-  memory-lean forms of ``Linear(LayerNorm(x))``, ``Linear(BatchNorm(x))`` and ``Linear(GELU(h))``
+  memory-lean forms of ``Linear(LayerNorm(x))``, ``Linear(BatchNorm(x))`` and ``Linear(GELU(h))``;
+  :func:`lean_side_connection` — the side connection with its 0.5 / 0.5 mix; :func:`lean_temporal_dwconv` —
+  the depthwise temporal conv without the zero-padded copy
   (tds_kernels.lean, re-exported here; used with ``fused_ops=True``).
 * :class:`DropPath` and :func:`checkpoint_side_block` (activation checkpointing that does not
   update BatchNorm running statistics twice).
@@ -20,7 +22,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 # the memory-lean autograd functions are tds_kernels' public ones, re-exported for the side network
-from tds_kernels.lean import lean_batchnorm_linear, lean_gelu_linear, lean_layernorm_linear  # noqa: F401
+from tds_kernels.lean import (lean_batchnorm_linear, lean_gelu_linear, lean_layernorm_linear,  # noqa: F401
+                             lean_side_connection, lean_temporal_dwconv)
 
 
 class TokenBatchNorm(nn.BatchNorm3d):

@@ -18,8 +18,8 @@ from torch import nn
 import tds_kernels
 
 from .layers import (DropPath, TokenBatchNorm, checkpoint_side_block, lean_batchnorm_linear, lean_gelu_linear,
-                     lean_layernorm_linear,
-                     pointwise, temporal_dwconv)
+                     lean_layernorm_linear, lean_side_connection, lean_temporal_dwconv, pointwise,
+                     temporal_dwconv)
 
 # The published side block scales its output projections by (2 · 12)^-0.5, CLIP's
 # "proj_std = width^-0.5 · (2 · layers)^-0.5" with the layer count hard-coded to 12 (also for the
@@ -61,6 +61,15 @@ class SideConnection(nn.Module):
         if lean and not x.requires_grad:
             return lean_layernorm_linear(x, self.norm, self.proj)
         return self.proj(self.norm(x.to(self.norm.weight.dtype)))
+
+    def mix(self, s: torch.Tensor, x: torch.Tensor, lean: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(0.5 s + 0.5 p[:, :, 1:], p[:, :, 0])`` with p = forward(x) viewed (B, T, N+1, d): the side
+        connection on the patch rows of s (B, T, N, d) and the CLS row that goes to the block."""
+        if lean and not x.requires_grad:
+            return lean_side_connection(s, x, self.norm, self.proj)
+        B, T, N, d = s.shape
+        p = self(x).view(B, T, N + 1, d)
+        return 0.5 * s + 0.5 * p[:, :, 1:], p[:, :, 0]
 
 
 class SideBlock(nn.Module):
@@ -116,9 +125,9 @@ class SideBlock(nn.Module):
         """``u = Conv1x1x1(DWConv(3,1,1)(Conv1x1x1(BN3d(s))))`` on tokens (B, T, N, d)."""
         if self.lean:
             v = lean_batchnorm_linear(s, self.temporal_norm, self.temporal_in.weight.flatten(1), self.temporal_in.bias)
+            v = lean_temporal_dwconv(v, self.temporal_dw.weight, self.temporal_dw.bias)
         else:
-            v = pointwise(self.temporal_norm(s), self.temporal_in)
-        v = temporal_dwconv(v, self.temporal_dw)
+            v = temporal_dwconv(pointwise(self.temporal_norm(s), self.temporal_in), self.temporal_dw)
         return pointwise(v, self.temporal_out)
 
     def forward(self, s: torch.Tensor, p_cls: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
@@ -196,10 +205,8 @@ class SideNetwork(nn.Module):
         return s
 
     def _layer(self, index: int, s: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        B, T, N, d = s.shape
-        p = self.connections[index](x, lean=self.lean).view(B, T, N + 1, d)
-        s = 0.5 * s + 0.5 * p[:, :, 1:]  # side connection on the patch rows; the CLS row goes to the block
-        return self.blocks[index](s, p[:, :, 0], self.pos_embed)
+        s, p_cls = self.connections[index].mix(s, x, lean=self.lean)  # the CLS row goes to the block
+        return self.blocks[index](s, p_cls, self.pos_embed)
 
     def layer(self, index: int, s: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Side connection + side block ``index``: s (B, T, N, d), x = X_l (B·T, N+1, C) → new s."""
