@@ -172,3 +172,24 @@ def test_backbone_dtype_and_bad_inputs():
         model(torch.zeros(1, 2, 5, 3, 32, 32))
     with pytest.raises(TypeError, match="uint8 or floating"):
         model(torch.zeros(1, 2, 5, 3, 64, 64, dtype=torch.int32))
+
+
+@pytest.mark.parametrize("quick_gelu", [True, False])
+def test_inplace_mlp_block_is_bitwise_open_clips_block(quick_gelu, monkeypatch):
+    """The fused model's frozen block (activation in place in the hidden tensor) computes exactly what
+    open_clip's block does, and the fused model uses it for QuickGELU backbones (plain: open_clip's)."""
+    model = build_model(tiny_config(fused_ops=True, quick_gelu=quick_gelu))
+    bb = model.backbone
+    x = torch.randn(3, 17, bb.width) * 3
+    for i in range(bb.num_layers):
+        assert torch.equal(bb.block(i, x, inplace_mlp=True), bb.block(i, x))
+    calls = []
+    real = backbone_mod._block_inplace_mlp
+    monkeypatch.setattr(backbone_mod, "_block_inplace_mlp", lambda blk, x: calls.append(1) or real(blk, x))
+    clips = make_clips(1, 2)
+    with torch.no_grad():
+        fused = model.eval()(clips)
+        assert len(calls) == (bb.num_layers if quick_gelu else 0)
+        plain = model.set_fused_ops(False)(clips)
+    assert len(calls) == (bb.num_layers if quick_gelu else 0)  # the plain model runs open_clip's block
+    torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)

@@ -109,7 +109,7 @@ class TDSCLIP(PretrainedMixin, nn.Module):
         s = self.side.stem_tokens(clips)
         x = self.backbone.embed(clips[:, :, 2].reshape(B * T, 3, H, W))  # centre frames, no grad
         for index in range(self.backbone.num_layers):
-            x = self.backbone.block(index, x)
+            x = self.backbone.block(index, x, inplace_mlp=self.config.fused_ops)
             s = self.side.layer(index, s, x)
         return s
 
