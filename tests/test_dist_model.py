@@ -247,7 +247,7 @@ def test_bad_clips_are_rejected_with_the_reason():
     model = build_model(tiny_config())
     with pytest.raises(ValueError, match="S = num_frames = 4"):
         model(tiny_clips(S=3))
-    with pytest.raises(ValueError, match=r"\(B, S, 5, 3, H, W\)"):
+    with pytest.raises(ValueError, match=r"\(B, T, 5, 3, H, W\)"):
         model(torch.zeros(1, 4, 3, 64, 64))
 
 

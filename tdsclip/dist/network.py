@@ -8,6 +8,7 @@ from torch import nn
 
 from ..model.backbone import FrozenViT, build_backbone, normalise_images
 from ..model.layers import checkpoint_side_block
+from ..model.network import check_clips
 from .config import DiSTConfig
 from .frames import frame_differences, split_frames
 from .head import DiSTHead, cosine_logits
@@ -142,19 +143,10 @@ class DiST(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def check_clips(self, clips: torch.Tensor) -> None:
-        size, segments = self.config.resolved_image_size, self.config.num_frames
-        if not isinstance(clips, torch.Tensor):
-            raise TypeError(f"DiST: clips must be a tensor, got {type(clips).__name__}")
-        if clips.dim() != 6 or clips.shape[2] != 5 or clips.shape[3] != 3:
-            raise ValueError(f"DiST: clips must be (B, S, 5, 3, H, W), got shape {tuple(clips.shape)}")
-        if clips.shape[0] < 1 or clips.shape[1] != segments:
-            raise ValueError(f"DiST: clips need B >= 1 and S = num_frames = {segments} segments (the "
+        check_clips(clips, self.config.resolved_image_size, "DiST")
+        if clips.shape[1] != self.config.num_frames:
+            raise ValueError(f"DiST: clips need S = num_frames = {self.config.num_frames} segments (the "
                              f"per-frame embeddings are sized for it), got shape {tuple(clips.shape)}")
-        if clips.shape[4] != size or clips.shape[5] != size:
-            raise ValueError(f"DiST: frames must be {size}x{size} (config image_size), got "
-                             f"{clips.shape[4]}x{clips.shape[5]}")
-        if clips.dtype != torch.uint8 and not clips.is_floating_point():
-            raise TypeError(f"DiST: clips must be uint8 or floating point, got {clips.dtype}")
 
     def forward_features(self, clips: torch.Tensor) -> torch.Tensor:
         """clips → video features y_cls (B, E) (text head: before normalisation)."""

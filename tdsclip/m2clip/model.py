@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..model.network import check_clips
 from .config import WINDOW_OFFSETS, M2CLIPConfig
 from .text import MLMHead, TextEncoder
 from .towers import as_float, build_clip
@@ -82,16 +83,7 @@ class M2CLIP(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def check_clips(self, clips: torch.Tensor) -> None:
-        size = self.config.resolved_image_size
-        if not isinstance(clips, torch.Tensor):
-            raise TypeError(f"M2CLIP: clips must be a tensor, got {type(clips).__name__}")
-        if clips.dim() != 6 or clips.shape[2] != 5 or clips.shape[3] != 3 or clips.shape[0] < 1 or clips.shape[1] < 1:
-            raise ValueError(f"M2CLIP: clips must be (B, T, 5, 3, H, W) with B, T >= 1, got shape {tuple(clips.shape)}")
-        if clips.shape[4] != size or clips.shape[5] != size:
-            raise ValueError(f"M2CLIP: frames must be {size}x{size} (config image_size), got "
-                             f"{clips.shape[4]}x{clips.shape[5]}")
-        if clips.dtype != torch.uint8 and not clips.is_floating_point():
-            raise TypeError(f"M2CLIP: clips must be uint8 or floating point, got {clips.dtype}")
+        check_clips(clips, self.config.resolved_image_size, "M2CLIP")
 
     def frames_of(self, clips: torch.Tensor) -> torch.Tensor:
         """(B, T * segment_frames, 3, H, W) in time order: the centre frame of each 5-frame window, or
