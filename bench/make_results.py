@@ -305,7 +305,9 @@ def e2e_section(run: Run) -> list[str]:
                   "| source | decode path | videos | image | augmentation | clips / s |", "|---|---|---|---|---|---|"]
         for b in data:
             e = b["extra_info"]
-            lines.append(f"| {e.get('source', 'videos')} | {e['path']} | {e['videos']} | {e['image']} px | "
+            # frame folders without DALI are decoded by PIL (the "pyav" backend's path for folders)
+            path = "pil" if e.get("source") == "folders" and e["path"] == "pyav" else e["path"]
+            lines.append(f"| {e.get('source', 'videos')} | {path} | {e['videos']} | {e['image']} px | "
                          f"{e.get('aug', 'light')} | {e['clips_per_epoch'] / seconds(b):.1f} |")
         lines.append("")
     return lines
