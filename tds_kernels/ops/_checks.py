@@ -1,5 +1,6 @@
 """Argument rules shared by the validation of several ops (each op's validate.py), so that every op with a
-BatchNorm inside rejects what ``nn.BatchNorm`` / ``F.batch_norm`` reject, with the same words."""
+BatchNorm inside rejects what ``nn.BatchNorm`` / ``F.batch_norm`` reject, with the same words, and the temporal
+ops check their token tensor alike."""
 from __future__ import annotations
 
 import math
@@ -43,3 +44,18 @@ def module_input_dtype(module: str, name: str, x: torch.Tensor, param_dtype: tor
     extra = " or float16/bfloat16 on a float32 module" if allow_16bit_on_fp32 else ""
     raise TypeError(f"{module}: {name} has dtype {x.dtype} but the module's parameters are {param_dtype}; pass "
                     f"{name} in the module's dtype{extra} (or convert the module with .to(dtype))")
+
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def frame_tokens(op: str, x) -> None:
+    """The token tensor of the temporal ops: a floating (B, T, N, C) tensor, frames on dim 1, no empty dim."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{op}: x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"{op}: x must be 4-D (B, T, N, C) with frames on dim 1, got shape {tuple(x.shape)}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{op}: x has dtype {x.dtype}; supported: float16, bfloat16, float32, float64")
+    if any(s == 0 for s in x.shape):
+        raise ValueError(f"{op}: x has a zero-size dimension, shape {tuple(x.shape)} (B, T, N, C)")

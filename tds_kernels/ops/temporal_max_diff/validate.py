@@ -3,19 +3,12 @@ from __future__ import annotations
 
 import torch
 
-DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+from .. import _checks
+
 
 
 def check(x, kernel_size, mix) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"temporal_max_diff: x must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"temporal_max_diff: x must be 4-D (B, T, N, C) with frames on dim 1, "
-                         f"got shape {tuple(x.shape)}")
-    if x.dtype not in DTYPES:
-        raise TypeError(f"temporal_max_diff: x has dtype {x.dtype}; supported: float16, bfloat16, float32, float64")
-    if any(s == 0 for s in x.shape):
-        raise ValueError(f"temporal_max_diff: x has a zero-size dimension, shape {tuple(x.shape)} (B, T, N, C)")
+    _checks.frame_tokens("temporal_max_diff", x)
     if isinstance(kernel_size, bool) or not isinstance(kernel_size, int):
         raise TypeError(f"temporal_max_diff: kernel_size must be an int, got {type(kernel_size).__name__}")
     if kernel_size <= 0 or kernel_size % 2 == 0:
