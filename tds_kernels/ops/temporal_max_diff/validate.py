@@ -6,7 +6,6 @@ import torch
 from .. import _checks
 
 
-
 def check(x, kernel_size, mix) -> None:
     _checks.frame_tokens("temporal_max_diff", x)
     if isinstance(kernel_size, bool) or not isinstance(kernel_size, int):
