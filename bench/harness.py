@@ -9,6 +9,7 @@ recompute is not counted), so GB/s and TFLOP/s compare implementations on the sa
 from __future__ import annotations
 
 import datetime
+import importlib
 import math
 import os
 import platform
@@ -186,78 +187,62 @@ def _phase_sum(fwd: float, bwd: float, phase: str) -> float:
     return {"fwd": fwd, "bwd": bwd, "fwd+bwd": fwd + bwd}[phase]
 
 
-class TemporalMaxDiff(OpBench):
-    """x - maxpool_t(x) + channel-mean mix on the TD-Adapter's narrow tensor (B, T, N, d/r), k = 3."""
-    name = "temporal_max_diff"
-    memory_bound = True
+class OneTensorOpBench(OpBench):
+    """An op of one tensor x and fixed settings: eager and compile run the op's reference
+    (tds_kernels/ops/<name>/reference.py, ``<name>_reference``), the fused backends the public function,
+    both with ``args`` after x."""
+    args: tuple = ()
+    backward_reads: int = 2  # d-wide tensors backward reads and writes (dy, dx, + x when it is saved)
+
+    def x_shape(self, shape: Shape) -> tuple:
+        raise NotImplementedError
 
     def build(self, shape, settings):
-        x = torch.randn(shape.B, shape.T, shape.N, shape.hidden, device=settings.device, dtype=settings.dtype)
-        x.requires_grad_()
+        x = torch.randn(self.x_shape(shape), device=settings.device, dtype=settings.dtype, requires_grad=True)
         return State({"x": x}, torch.randn_like(x), [x])
 
     def call(self, state, impl):
-        from tds_kernels.ops.temporal_max_diff.reference import temporal_max_diff_reference as ref
-
+        ref = getattr(importlib.import_module(f"tds_kernels.ops.{self.name}.reference"), f"{self.name}_reference")
         x = state.inputs["x"]
         if impl == "eager":
-            return ref(x, 3, True)
+            return ref(x, *self.args)
         if impl == "compile":
-            return compiled(self.name, ref)(x, 3, True)
-        return tds_kernels.temporal_max_diff(x, 3, True, backend=impl)
+            return compiled(self.name, ref)(x, *self.args)
+        return getattr(tds_kernels, self.name)(x, *self.args, backend=impl)
 
     def bytes(self, shape, settings, phase):
-        n = shape.B * shape.T * shape.N * shape.hidden * _es(settings)
-        return int(_phase_sum(2 * n, 3 * n, phase))  # fwd: x, y; bwd: dy, x, dx
+        n = math.prod(self.x_shape(shape)) * _es(settings)
+        return int(_phase_sum(2 * n, self.backward_reads * n, phase))  # fwd: x, y
 
 
-class ClsTokenShift(OpBench):
+class TemporalMaxDiff(OneTensorOpBench):
+    """x - maxpool_t(x) + channel-mean mix on the TD-Adapter's narrow tensor (B, T, N, d/r), k = 3."""
+    name = "temporal_max_diff"
+    memory_bound = True
+    args = (3, True)
+    backward_reads = 3  # dy, x, dx
+
+    def x_shape(self, shape):
+        return (shape.B, shape.T, shape.N, shape.hidden)
+
+
+class ClsTokenShift(OneTensorOpBench):
     """The half/half temporal shift of the CLS token, x (B, T, d)."""
     name = "cls_token_shift"
     memory_bound = True
 
-    def build(self, shape, settings):
-        x = torch.randn(shape.B, shape.T, shape.d, device=settings.device, dtype=settings.dtype, requires_grad=True)
-        return State({"x": x}, torch.randn_like(x), [x])
-
-    def call(self, state, impl):
-        from tds_kernels.ops.cls_token_shift.reference import cls_token_shift_reference as ref
-
-        x = state.inputs["x"]
-        if impl == "eager":
-            return ref(x)
-        if impl == "compile":
-            return compiled(self.name, ref)(x)
-        return tds_kernels.cls_token_shift(x, backend=impl)
-
-    def bytes(self, shape, settings, phase):
-        n = shape.B * shape.T * shape.d * _es(settings)
-        return int(_phase_sum(2 * n, 2 * n, phase))
+    def x_shape(self, shape):
+        return (shape.B, shape.T, shape.d)
 
 
-class TemporalAdjacentDiff(OpBench):
+class TemporalAdjacentDiff(OneTensorOpBench):
     """x_t - x_{t-1} along frames (M2-CLIP's TED difference path) on (B, T, N, d)."""
     name = "temporal_adjacent_diff"
     memory_bound = True
+    args = (False, "backward")  # backward: dy, dx (nothing saved)
 
-    def build(self, shape, settings):
-        x = torch.randn(shape.B, shape.T, shape.N, shape.d, device=settings.device, dtype=settings.dtype)
-        x.requires_grad_()
-        return State({"x": x}, torch.randn_like(x), [x])
-
-    def call(self, state, impl):
-        from tds_kernels.ops.temporal_adjacent_diff.reference import temporal_adjacent_diff_reference as ref
-
-        x = state.inputs["x"]
-        if impl == "eager":
-            return ref(x, False, "backward")
-        if impl == "compile":
-            return compiled(self.name, ref)(x, False, "backward")
-        return tds_kernels.temporal_adjacent_diff(x, False, "backward", backend=impl)
-
-    def bytes(self, shape, settings, phase):
-        n = shape.B * shape.T * shape.N * shape.d * _es(settings)
-        return int(_phase_sum(2 * n, 2 * n, phase))  # fwd: x, y; bwd: dy, dx (nothing saved)
+    def x_shape(self, shape):
+        return (shape.B, shape.T, shape.N, shape.d)
 
 
 def _module(key, make):
