@@ -18,7 +18,7 @@ from collections import OrderedDict
 
 import torch
 
-from ..model.summary import activation_bytes
+from ..model import summary as shared
 from .config import M2CLIPConfig
 
 PAPER = {"tunable_M": 16.0, "gflops_per_view_8f": 214.0}
@@ -66,27 +66,24 @@ def flops_per_view(config: M2CLIPConfig, frames: int | None = None) -> "OrderedD
     return out
 
 
-def activation_bytes_per_clip(config: M2CLIPConfig, frames: int | None = None, grad_checkpoint: bool = False) -> float:
+def activation_bytes(config: M2CLIPConfig, frames: int | None = None,
+                     tdsclip: bool = False) -> "OrderedDict[str, float]":
+    """Activation bytes kept for backward per clip (tdsclip.model.summary.activation_bytes_per_clip, the same
+    counting as every architecture's): M2-CLIP as configured, with and without checkpointing; with
+    ``tdsclip``, also a TDS-CLIP with fused ops on the same backbone, frames and image size."""
+    from ..config import TDSCLIPConfig
     from .model import M2CLIP
 
     cfg = copy.deepcopy(config)
-    cfg.pretrained, cfg.grad_checkpoint = None, grad_checkpoint
+    cfg.pretrained = None
     cfg.num_frames = frames or cfg.num_frames
-    model = M2CLIP(cfg)
-    size = cfg.resolved_image_size
-    clips = torch.randint(0, 256, (1, cfg.num_frames, 5, 3, size, size), dtype=torch.uint8)
-    return float(activation_bytes(model, clips))
-
-
-def tdsclip_activation_bytes_per_clip(backbone: str, frames: int, image_size: int | None = None) -> float:
-    from ..config import TDSCLIPConfig
-    from ..model.network import TDSCLIP
-
-    cfg = TDSCLIPConfig(backbone=backbone, num_frames=frames, image_size=image_size)
-    model = TDSCLIP(cfg)
-    size = cfg.resolved_image_size
-    clips = torch.randint(0, 256, (1, frames, 5, 3, size, size), dtype=torch.uint8)
-    return float(activation_bytes(model, clips))
+    out = shared.activation_bytes_per_clip(
+        cfg, "cpu", 1, model=M2CLIP(cfg),
+        variants=(("M2-CLIP", cfg.fused_ops, False), ("M2-CLIP + checkpointing", cfg.fused_ops, True)))
+    if tdsclip:
+        tds = TDSCLIPConfig(backbone=cfg.backbone, num_frames=cfg.num_frames, image_size=cfg.image_size)
+        out.update(shared.activation_bytes_per_clip(tds, "cpu", 1, variants=(("TDS-CLIP (fused ops)", True, False),)))
+    return out
 
 
 def main(argv=None) -> int:
@@ -105,13 +102,8 @@ def main(argv=None) -> int:
         print(f"flops/view {args.frames} frames {k}: {v / 1e9:.1f} GFLOPs = {v / 2e9:.1f} GMACs")
     print(f"paper: {PAPER['gflops_per_view_8f']} GFLOPs per view at 8 frames")
     if not args.no_memory:
-        for ckpt in (False, True):
-            b = activation_bytes_per_clip(cfg, args.frames, ckpt)
-            print(f"activation bytes per clip, M2-CLIP{' + checkpointing' if ckpt else ''}: {b / 2**20:.1f} MiB",
-                  flush=True)
-        if args.tdsclip_memory:
-            b = tdsclip_activation_bytes_per_clip(cfg.backbone, args.frames, cfg.image_size)
-            print(f"activation bytes per clip, TDS-CLIP (fused ops): {b / 2**20:.1f} MiB")
+        for label, b in activation_bytes(cfg, args.frames, tdsclip=args.tdsclip_memory).items():
+            print(f"activation bytes per clip, {label}: {b / 2**20:.1f} MiB", flush=True)
     return 0
 
 
