@@ -185,7 +185,7 @@ def test_inplace_mlp_block_is_bitwise_open_clips_block(quick_gelu, monkeypatch):
         assert torch.equal(bb.block(i, x, inplace_mlp=True), bb.block(i, x))
     calls = []
     real = backbone_mod._block_inplace_mlp
-    monkeypatch.setattr(backbone_mod, "_block_inplace_mlp", lambda blk, x: calls.append(1) or real(blk, x))
+    monkeypatch.setattr(backbone_mod, "_block_inplace_mlp", lambda blk, x, act: calls.append(1) or real(blk, x, act))
     clips = make_clips(1, 2)
     with torch.no_grad():
         fused = model.eval()(clips)

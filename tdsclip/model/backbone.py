@@ -58,6 +58,9 @@ class FrozenViT(nn.Module):
         self.positional_embedding = visual.positional_embedding
         self.ln_pre = visual.ln_pre
         self.resblocks = visual.transformer.resblocks
+        # per block, the in-place form of its MLP activation (None: run open_clip's block); decided once here,
+        # not on every call of the hot block loop
+        self._inplace_acts = [_inplace_activation(blk) for blk in self.resblocks]
         # open_clip >= 2.23 runs its blocks batch-first (N, L, D); older versions sequence-first.
         self.batch_first = bool(getattr(visual.transformer, "batch_first", False))
         self.width = int(visual.transformer.width)
@@ -101,8 +104,9 @@ class FrozenViT(nn.Module):
         blk = self.resblocks[index]
         if not self.batch_first:
             x = x.transpose(0, 1)
-        if inplace_mlp and _inplace_activation(blk) is not None:
-            x = _block_inplace_mlp(blk, x)
+        act = self._inplace_acts[index]
+        if inplace_mlp and act is not None:
+            x = _block_inplace_mlp(blk, x, act)
         else:
             x = blk(x)
         return x if self.batch_first else x.transpose(0, 1)
@@ -136,12 +140,12 @@ def _quick_gelu_(h: torch.Tensor) -> torch.Tensor:
     return h.mul_(t.sigmoid_())
 
 
-def _block_inplace_mlp(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _block_inplace_mlp(blk: nn.Module, x: torch.Tensor, activation_) -> torch.Tensor:
     """open_clip's ResidualAttentionBlock.forward (self-attention, no mask) with the activation in place."""
     y = blk.ln_1(x)
     x = x + blk.ls_1(blk.attn(y, y, y, need_weights=False)[0])
     h = blk.mlp.c_fc(blk.ln_2(x))
-    h = _inplace_activation(blk)(h)
+    h = activation_(h)
     return x + blk.ls_2(blk.mlp.c_proj(h))
 
 
