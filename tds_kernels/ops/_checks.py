@@ -49,13 +49,14 @@ def module_input_dtype(module: str, name: str, x: torch.Tensor, param_dtype: tor
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def frame_tokens(op: str, x) -> None:
-    """The token tensor of the temporal ops: a floating (B, T, N, C) tensor, frames on dim 1, no empty dim."""
+def frame_tokens(op: str, x, layout: str = "(B, T, N, C)") -> None:
+    """The token tensor of the temporal ops: a floating tensor of ``layout`` (frames on dim 1), no empty dim."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{op}: x must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"{op}: x must be 4-D (B, T, N, C) with frames on dim 1, got shape {tuple(x.shape)}")
+    ndim = layout.count(",") + 1
+    if x.dim() != ndim:
+        raise ValueError(f"{op}: x must be {ndim}-D {layout} with frames on dim 1, got shape {tuple(x.shape)}")
     if x.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{op}: x has dtype {x.dtype}; supported: float16, bfloat16, float32, float64")
     if any(s == 0 for s in x.shape):
-        raise ValueError(f"{op}: x has a zero-size dimension, shape {tuple(x.shape)} (B, T, N, C)")
+        raise ValueError(f"{op}: x has a zero-size dimension, shape {tuple(x.shape)} {layout}")

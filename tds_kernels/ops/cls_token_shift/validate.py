@@ -3,18 +3,11 @@ from __future__ import annotations
 
 import torch
 
-DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+from .. import _checks
 
 
 def check(x) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"cls_token_shift: x must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 3:
-        raise ValueError(f"cls_token_shift: x must be 3-D (B, T, C) with frames on dim 1, got shape {tuple(x.shape)}")
-    if x.dtype not in DTYPES:
-        raise TypeError(f"cls_token_shift: x has dtype {x.dtype}; supported: float16, bfloat16, float32, float64")
-    if any(s == 0 for s in x.shape):
-        raise ValueError(f"cls_token_shift: x has a zero-size dimension, shape {tuple(x.shape)} (B, T, C)")
+    _checks.frame_tokens("cls_token_shift", x, "(B, T, C)")
 
 
 def example(training: bool = True, tiny: bool = False) -> dict:
