@@ -237,9 +237,10 @@ def run_case(case: StepCase, device: str, rounds: int, with_compile: bool, varia
 
 
 def peak_rss(case: StepCase, variant: str) -> dict:
-    """Peak RSS of a fresh process that builds the case's model and runs two steps of ``variant``."""
+    """Peak RSS of a fresh process that builds the case's model and runs two steps of ``variant`` with the
+    caller's thread count."""
     cmd = [sys.executable, os.path.abspath(__file__), "peak", "--geometry", case.geometry, "--batch",
-           str(case.batch), "--variant", variant]
+           str(case.batch), "--variant", variant, "--threads", str(torch.get_num_threads())]
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
@@ -267,8 +268,18 @@ def _reset_peak_rss() -> bool:
         return False
 
 
+def _threads(value: int | None) -> int:
+    """--threads: every core by default; fewer lets a case run on one core beside other work (the
+    variants still share the count, so the ratios stay fair)."""
+    if value is None:
+        return os.cpu_count() or 1
+    if value < 1:
+        raise SystemExit(f"step.py: --threads must be >= 1, got {value}")
+    return value
+
+
 def _peak_main(args) -> int:
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(_threads(args.threads))
     case = StepCase(args.geometry, args.batch)
     model, clips, labels = build(case, "cpu")
     v = Variant(args.variant, model, clips, labels, "cpu")
@@ -293,6 +304,7 @@ def main(argv=None) -> int:
     pk.add_argument("--geometry", choices=list(GEOMETRIES), required=True)
     pk.add_argument("--batch", type=int, required=True)
     pk.add_argument("--variant", choices=list(VARIANTS), required=True)
+    pk.add_argument("--threads", type=int, default=None)
     run = sub.add_parser("run", help="time one case interleaved and print its JSON")
     run.add_argument("--geometry", choices=list(GEOMETRIES), default="B16")
     run.add_argument("--batch", type=int, default=2)
@@ -303,10 +315,11 @@ def main(argv=None) -> int:
     run.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=None,
                      help="a subset (plain is always added: the ratios are to it)")
     run.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    run.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: every core)")
     args = p.parse_args(argv)
     if args.cmd == "peak":
         return _peak_main(args)
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(_threads(args.threads))
     res = run_case(StepCase(args.geometry, args.batch), args.device, args.rounds,
                    compile_enabled(args.device, args.compile), peak_subprocess=not args.no_peak,
                    measure_activation=not args.no_activation,
