@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # GPU readiness check (issue #11): on one H100/H200, in <= 8 minutes, runs the GPU-only tests (CUDA and
-# Triton parity of every fused op, the sm_90 Triton compile check, DALI GPU decoding) and the op and
-# whole-model step benchmarks, and writes one report folder:
+# Triton parity of every registered fused op, the sm_90 Triton compile check, DALI GPU decoding), the op and
+# whole-model step benchmarks and the training memory of every architecture at batch 32, and writes one
+# report folder:
 #
 #   gpu_report/summary.md        what ran, exit status and wall time of each stage, nvidia-smi, the report
 #   gpu_report/RESULTS.md        bench/make_results.py of the benchmark JSON (step table, HBM floor, ops)
-#   gpu_report/ops.json, step.json, tests.xml, *.log
+#   gpu_report/ops.json, step.json, train_memory.json, tests-*.xml, *.log
 #
 # Usage: scripts/gpu_check.sh [--dry-run] [--out DIR]
 #   --dry-run   print the stages (commands, time limits) without running them; works without a GPU
@@ -37,15 +38,20 @@ if [ "$DRY" = 0 ]; then
   mkdir -p "$OUT"
 fi
 
-# Time limits (seconds) per stage, summing to 460 s (7.5 min) so that the whole check stays under 8 min
+# Every registered op's test file (tds_kernels/ops/registry.py): a new op is checked without editing this script.
+OP_TESTS=$("$PY" -c "from tds_kernels.ops.registry import NAMES; print(' '.join('tests/test_%s.py' % n for n in NAMES))") || {
+  echo "gpu_check.sh: cannot read the op registry with $PY" >&2; exit 2; }
+
+# Time limits (seconds) per stage, summing to 470 s (7.8 min) so that the whole check stays under 8 min
 # with start-up; a stage that runs over is killed and reported as failed (exit 124).
 STAGES=(
   # name | limit | command
-  "op-parity|100|$PY -m pytest -q -x -p no:cacheprovider tests/test_temporal_max_diff.py tests/test_cls_token_shift.py tests/test_td_adapter.py tests/test_sme_stem.py tests/test_bn_mlp.py -k 'cuda or gpu' --junitxml=$OUT/tests-ops.xml"
+  "op-parity|90|$PY -m pytest -q -x -p no:cacheprovider $OP_TESTS -k 'cuda or gpu' --junitxml=$OUT/tests-ops.xml"
   "triton-sm90|45|$PY -m pytest -q -x -p no:cacheprovider tests/test_triton_compile.py --junitxml=$OUT/tests-triton.xml"
   "dali-gpu|45|$PY -m pytest -q -p no:cacheprovider tests/test_data_loader.py -k 'cuda or gpu' --junitxml=$OUT/tests-dali.xml"
-  "op-bench|120|$PY -m pytest bench/ --benchmark-only --bench-device cuda -q -p no:cacheprovider -k 'not model_step and not data_loading' --benchmark-json=$OUT/ops.json"
-  "step-bench|150|$PY -m pytest bench/test_step.py --benchmark-only --bench-device cuda -q -p no:cacheprovider --benchmark-json=$OUT/step.json"
+  "op-bench|100|$PY -m pytest bench/ --benchmark-only --bench-device cuda -q -p no:cacheprovider -k 'not model_step and not data_loading' --benchmark-json=$OUT/ops.json"
+  "step-bench|130|$PY -m pytest bench/test_step.py --benchmark-only --bench-device cuda -q -p no:cacheprovider --benchmark-json=$OUT/step.json"
+  "train-memory|60|$PY bench/train_memory.py --device cuda --batch 32 --json $OUT/train_memory.json"
 )
 
 SUMMARY="$OUT/summary.md"
@@ -98,6 +104,9 @@ fi
   for name in op-parity triton-sm90 dali-gpu; do
     echo "### $name: last lines"; echo '```'; tail -n 5 "$OUT/$name.log" 2>/dev/null; echo '```'
   done
+  echo
+  echo "### Training memory, batch 32 (bench/train_memory.py)"; echo
+  grep '^|' "$OUT/train-memory.log" 2>/dev/null || echo "(no table: see $OUT/train-memory.log)"
   echo
   [ -s "$OUT/RESULTS.md" ] && cat "$OUT/RESULTS.md"
 } >> "$SUMMARY"
