@@ -323,6 +323,19 @@ def step_runs_section(step_runs: list[dict]) -> list[str]:
            "bench/step_runs/. Read ratios within one table only (each table is one interleaved run). Notes (what "
            "the step is made of, why a target misses): bench/target_notes.md, first section.", "",
            step_results.section([step_runs[0]])[2], ""]
+    finals = [r for r in step_runs if r.get("final")]
+    if finals:
+        out += ["### Where it stands: final main, one row per case", "",
+                "Each row is its own interleaved run (its full table is in the history below, same label). "
+                "Speeds > 1× are faster than plain; times < 1× are faster; activation bytes and peak memory as in the "
+                "tables below.", ""]
+        out += step_results.overview(finals)
+        target_case = next((r for r in finals if r["geometry"] == "B16" and r["batch"] == 2), None)
+        if target_case:
+            out += ["Targets (ViT-B/16, B = 2, T = 8):", "", "| target | measured | status |", "|---|---|---|"]
+            out += [f"| {w} | {m} | {st} |" for w, m, st in step_results.targets(target_case)]
+            out.append("")
+        out += ["### History, oldest first", ""]
     for res in step_runs:
         out += [f"#### {res.get('label') or res.get('case', 'run')}", ""]
         out += step_results.section([res])[4:]  # without the section heading and the preamble given above

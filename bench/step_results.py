@@ -83,6 +83,45 @@ def targets(res: dict) -> list[tuple[str, str, str]]:
     return out
 
 
+def _speed(v: dict, name: str) -> str:
+    return _ratio(1 / v[name]["step_vs_plain"]) if name in v else "–"
+
+
+def _field_ratio(v: dict, name: str, field: str) -> str:
+    return _ratio(v[name].get(field)) if name in v else "–"
+
+
+def _peak(v: dict, name: str) -> str:
+    return _mib(v[name].get("peak_bytes")) if name in v and v[name].get("peak_bytes") is not None else "–"
+
+
+def overview(results: list[dict]) -> list[str]:
+    """One row per case (each its own interleaved run): what a user picking a variant needs at a glance.
+    Speeds > 1 are faster than plain, times < 1 are faster; bytes are activation bytes kept for backward;
+    peak = the step's own peak memory (over the built model on the CPU)."""
+    lines = ["| case | threads × rounds | plain step | fused speed | fused-fast speed | fused+ckpt time | "
+             "inference (fused) time | activation bytes fused / fast / ckpt | peak memory plain / fused / ckpt | "
+             "compile: step time vs fused, compile time |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for res in results:
+        v = res["variants"]
+        comp = "–"
+        if "compile" in v and "fused" in v:
+            c = v["compile"]
+            comp = (f"{c['step_best_s'] / v['fused']['step_best_s']:.2f}×, "
+                    f"{c.get('compile_s', 0):.0f} s + {c.get('compile_infer_s', 0):.0f} s")
+        title = GEOMETRY_TITLES.get(res["geometry"], res["geometry"]).split(" (")[0]
+        lines.append(
+            f"| {title}, B = {res['batch']} | {res.get('threads', '?')} × {res['rounds']} | "
+            f"{v['plain']['step_best_s']:.2f} s | {_speed(v, 'fused')} | {_speed(v, 'fused-fast')} | "
+            f"{_field_ratio(v, 'fused+ckpt', 'step_vs_plain')} | {_field_ratio(v, 'fused', 'infer_vs_plain')} | "
+            f"{_field_ratio(v, 'fused', 'activation_vs_plain')} / {_field_ratio(v, 'fused-fast', 'activation_vs_plain')} / "
+            f"{_field_ratio(v, 'fused+ckpt', 'activation_vs_plain')} | "
+            f"{_peak(v, 'plain')} / {_peak(v, 'fused')} / {_peak(v, 'fused+ckpt')} | {comp} |")
+    lines.append("")
+    return lines
+
+
 def section(results: list[dict]) -> list[str]:
     """Markdown for a list of run_case results: every case's table, then the targets of the B/16 B = 2 case."""
     if not results:

@@ -160,3 +160,28 @@ def test_step_runs_lead_the_report_in_order(tmp_path):
     assert "1.33× speed, 0.50× bytes | PASS" in after
     assert "0.95× speed" in text[:text.index("#### After")]
     assert make_results.step_runs_section([]) == []
+
+
+def test_final_step_runs_are_summarised_one_row_per_case_before_the_history(tmp_path):
+    """Runs marked "final" get one overview row each (speeds, bytes, peak memory, compile) above the history."""
+    def run(order, batch, fused_vs_plain, final, compile_s=None):
+        var = {"plain": {"step_best_s": 7.0, "step_vs_plain": 1.0, "infer_best_s": 4.0, "infer_vs_plain": 1.0,
+                         "activation_bytes": 2**30, "activation_vs_plain": 1.0, "peak_bytes": 3 * 2**30},
+               "fused": {"step_best_s": 7.0 * fused_vs_plain, "step_vs_plain": fused_vs_plain, "infer_best_s": 3.6,
+                         "infer_vs_plain": 0.9, "activation_bytes": 2**29, "activation_vs_plain": 0.5,
+                         "peak_bytes": 2**30}}
+        if compile_s is not None:
+            var["compile"] = {"step_best_s": 7.7, "step_vs_plain": 1.1, "infer_best_s": 4.0, "infer_vs_plain": 1.0,
+                              "compile_s": compile_s, "compile_infer_s": 60.0}
+        return {"order": order, "label": f"run {order}", "case": f"B16-B{batch}", "geometry": "B16", "batch": batch,
+                "frames": 8, "device": "cpu", "rounds": 2, "threads": 1, "amp": None, "variants": var,
+                "final": final}
+    runs = [run(1, 2, 1.1, False), run(2, 2, 0.8, True, compile_s=200.0), run(3, 1, 0.9, True)]
+    text = "\n".join(make_results.step_runs_section(runs))
+    head = text[:text.index("### History")]
+    rows = [line for line in head.splitlines() if line.startswith("| ViT-B/16")]
+    assert len(rows) == 2  # the two final runs, not the old one
+    assert "| 1.25× |" in rows[0] and "| 0.90× |" in rows[0] and "3,072 MiB / 1,024 MiB / –" in rows[0]
+    assert "1.38×, 200 s + 60 s" in rows[0]  # compile 7.7 s / fused 5.6 s and rows[1].startswith("| ViT-B/16, B = 1 | 1 × 2 |")
+    assert "1.25× speed, 0.50× bytes | PASS" in head  # targets of the final B/16 B = 2 run
+    assert text.index("#### run 1") > text.index("### History")
