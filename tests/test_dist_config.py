@@ -43,6 +43,7 @@ def test_override_coerces_and_leaves_config_unchanged_on_error():
     ({"integration_residual": "none"}, "integration_residual must be one of"),
     ({"logit_scale": -1.0}, "logit_scale must be > 0"),
     ({"stem_input": "flow"}, "stem_input must be one of"),
+    ({"head_init": "zeros"}, "head_init must be one of"),
     ({"stem_input": "differences", "gamma": 1, "num_frames": 1}, "at least 2 dense frames"),
     ({"temporal_dim": 0}, r"temporal_dim must be >= 1 \(or null\)"),
 ])
@@ -67,6 +68,7 @@ def test_demo_dist_config_loads_without_tdsclip_keys():
     assert cfg.model.arch == "dist" and not hasattr(cfg.model, "side_dim")  # base demo's TDS-CLIP keys dropped
     assert cfg.data.dataset == "demo" and cfg.runtime.output == "runs/demo_dist"
     assert mcfg.stem_input == "differences"  # the recipe that learns the demo (docs/dist.md "Demo")
+    assert mcfg.head_init == "fan_in" and DiSTConfig().head_init == "authors"  # the paper's init stays the default
 
 
 # --------------------------------------------------------------------------------------------- frames

@@ -273,3 +273,28 @@ def test_class_text_embeddings_travel_with_the_state_dict():
         torch.testing.assert_close(other(clips), before)
     with pytest.raises(ValueError, match="2 class names for num_classes=3"):
         other.set_class_names(["a", "b"])
+
+
+@pytest.mark.parametrize("head", ["linear", "text"])
+def test_head_init_fan_in_rescales_only_the_head_linears_and_keeps_the_state_dict(head):
+    """``head_init: fan_in`` (docs/dist.md "Demo"): the head's (and classifier's) linear layers get std
+    1/√fan_in instead of the authors' 0.02; everything else, and every key and shape, stays as it is."""
+    torch.manual_seed(0)
+    authors = build_model(tiny_config(head=head, integration_dim=64))
+    torch.manual_seed(0)
+    fan_in = build_model(tiny_config(head=head, integration_dim=64, head_init="fan_in"))
+    a_state, f_state = authors.state_dict(), fan_in.state_dict()
+    assert list(a_state) == list(f_state)
+    assert all(a_state[k].shape == f_state[k].shape for k in a_state)
+    rescaled = set()
+    for name, mod in fan_in.named_modules():
+        if isinstance(mod, torch.nn.Linear) and name.split(".")[0] in ("head", "classifier"):
+            w_auth, w_fan = dict(authors.named_modules())[name].weight, mod.weight
+            assert abs(w_auth.std().item() - 0.02) < 0.005, name
+            assert abs(w_fan.std().item() * mod.in_features ** 0.5 - 1) < 0.2, name
+            rescaled.add(name)
+    assert "head.spatial_cls" in rescaled and "head.layers.0.spatial_attn.attn.out_proj" in rescaled
+    assert ("classifier" in rescaled) == (head == "linear")
+    for key in a_state:
+        if not any(key.startswith(name + ".weight") for name in rescaled):
+            torch.testing.assert_close(a_state[key], f_state[key], msg=key)   # the rest is untouched

@@ -18,6 +18,7 @@ DENSE_SAMPLINGS = ("window", "segments")
 INTEGRATION_RESIDUALS = ("final", "every")
 HEADS = ("text", "linear")
 STEM_INPUTS = ("frames", "differences")
+HEAD_INITS = ("authors", "fan_in")
 # Offsets from the centre (index 2 of the 5-frame window) of the γ dense frames of one segment in
 # ``dense_sampling: window``: the sparse (centre) frame comes first in its group when it can, as in
 # the authors' layout where the sparse frames are dense[::γ] (docs/dist.md "Dense frames").
@@ -56,6 +57,8 @@ class DiSTConfig(ModelConfig):
     logit_scale: Optional[float] = None     # 1/τ (None: CLIP's, exp(logit_scale) of the text tower)
     num_classes: int = 174
     head_dropout: float = 0.0               # dropout before the projection
+    head_init: str = "authors"              # authors: trunc-normal std 0.02 like every new layer | fan_in: the
+    #                                         head's linear layers std 1/sqrt(fan_in) (docs/dist.md "Demo")
     # -- execution
     fused_ops: bool = True                  # no DiST op has a fused kernel (docs/dist.md): same model either way
     grad_checkpoint: bool = False           # checkpoint each DiST layer (use_reentrant=False)
@@ -118,6 +121,7 @@ class DiSTConfig(ModelConfig):
                 raise ValueError(f"{name} must be > 0, got {value}")
         _choice(self.integration_residual, INTEGRATION_RESIDUALS, "integration_residual")
         _choice(self.head, HEADS, "head")
+        _choice(self.head_init, HEAD_INITS, "head_init")
         _check_type(self.prompt, str, "prompt")
         if self.prompt.count("{}") != 1:
             raise ValueError(f"prompt must hold exactly one '{{}}' for the class name, got {self.prompt!r}")

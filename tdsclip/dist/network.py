@@ -91,6 +91,15 @@ class DiST(nn.Module):
                     nn.init.trunc_normal_(mod.weight, std=0.02)
                     if mod.bias is not None:
                         nn.init.zeros_(mod.bias)
+        if self.config.head_init == "fan_in":
+            # std 0.02 gives each layer a gain of 0.02·√fan_in: ~0.4 at the paper's αC = 384, 0.16 at a
+            # demo width of 64, where the head's chain of such layers (attention outputs, MLPs, classifier)
+            # starts too weak to pass the branch's signal or a gradient (docs/dist.md "Demo"); 1/√fan_in
+            # gives every head layer gain ~1 at any width (the text projection is initialised so already)
+            for m in [self.head, self.classifier]:
+                for mod in (m.modules() if m is not None else []):
+                    if isinstance(mod, nn.Linear):
+                        nn.init.trunc_normal_(mod.weight, std=mod.in_features ** -0.5)
 
     # ------------------------------------------------------------------ switches
     @property
