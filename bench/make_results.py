@@ -323,7 +323,7 @@ def step_runs_section(step_runs: list[dict]) -> list[str]:
            "bench/step_runs/. Read ratios within one table only (each table is one interleaved run). Notes (what "
            "the step is made of, why a target misses): bench/target_notes.md, first section.", "",
            step_results.section([step_runs[0]])[2], ""]
-    finals = [r for r in step_runs if r.get("final")]
+    finals = sorted((r for r in step_runs if r.get("final")), key=lambda r: (r["geometry"], r["batch"]))
     if finals:
         out += ["### Where it stands: final main, one row per case", "",
                 "Each row is its own interleaved run (its full table is in the history below, same label). "

@@ -180,8 +180,9 @@ def test_final_step_runs_are_summarised_one_row_per_case_before_the_history(tmp_
     text = "\n".join(make_results.step_runs_section(runs))
     head = text[:text.index("### History")]
     rows = [line for line in head.splitlines() if line.startswith("| ViT-B/16")]
-    assert len(rows) == 2  # the two final runs, not the old one
-    assert "| 1.25× |" in rows[0] and "| 0.90× |" in rows[0] and "3,072 MiB / 1,024 MiB / –" in rows[0]
-    assert "1.38×, 200 s + 60 s" in rows[0]  # compile 7.7 s / fused 5.6 s and rows[1].startswith("| ViT-B/16, B = 1 | 1 × 2 |")
+    assert len(rows) == 2  # the two final runs, not the old one, ordered by geometry and batch
+    assert rows[0].startswith("| ViT-B/16, B = 1 | 1 × 2 |")
+    assert "| 1.25× |" in rows[1] and "| 0.90× |" in rows[1] and "3,072 MiB / 1,024 MiB / –" in rows[1]
+    assert "1.38×, 200 s + 60 s" in rows[1]  # compile 7.7 s / fused 5.6 s
     assert "1.25× speed, 0.50× bytes | PASS" in head  # targets of the final B/16 B = 2 run
     assert text.index("#### run 1") > text.index("### History")
