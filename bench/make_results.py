@@ -329,12 +329,7 @@ def step_runs_section(step_runs: list[dict]) -> list[str]:
                 "Each row is its own interleaved run (its full table is in the history below, same label). "
                 "Speeds > 1× are faster than plain; times < 1× are faster; activation bytes and peak memory as in the "
                 "tables below.", ""]
-        out += step_results.overview(finals)
-        target_case = next((r for r in finals if r["geometry"] == "B16" and r["batch"] == 2), None)
-        if target_case:
-            out += ["Targets (ViT-B/16, B = 2, T = 8):", "", "| target | measured | status |", "|---|---|---|"]
-            out += [f"| {w} | {m} | {st} |" for w, m, st in step_results.targets(target_case)]
-            out.append("")
+        out += step_results.overview(finals) + step_results.targets_table(finals)
         out += ["### History, oldest first", ""]
     for res in step_runs:
         out += [f"#### {res.get('label') or res.get('case', 'run')}", ""]

@@ -103,11 +103,17 @@ def build(case: StepCase, device: str, seed: int = 0):
     with torch.device(device):
         model = build_model(config)
     model.set_fused_ops(False).set_grad_checkpoint(False)
+    return (model, *random_batch(config, case.batch, device, seed))
+
+
+def random_batch(config, batch: int, device: str, seed: int = 0):
+    """(clips, labels) of the model contract for any architecture's ``config``: uint8 clips
+    (batch, T, 5, 3, H, W) and labels, drawn from ``seed`` on the CPU (the same on every device)."""
     size = config.resolved_image_size
     gen = torch.Generator().manual_seed(seed)
-    clips = torch.randint(0, 256, (case.batch, FRAMES, 5, 3, size, size), dtype=torch.uint8, generator=gen)
-    labels = torch.randint(0, config.num_classes, (case.batch,), generator=gen)
-    return model, clips.to(device), labels.to(device)
+    clips = torch.randint(0, 256, (batch, config.num_frames, 5, 3, size, size), dtype=torch.uint8, generator=gen)
+    labels = torch.randint(0, config.num_classes, (batch,), generator=gen)
+    return clips.to(device), labels.to(device)
 
 
 def amp_dtype(device: str):
@@ -115,7 +121,7 @@ def amp_dtype(device: str):
     return torch.bfloat16 if device == "cuda" else None
 
 
-def _sync(device: str) -> None:
+def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
 
@@ -147,7 +153,7 @@ class Variant:
         loss = F.cross_entropy(logits.float(), self.labels, label_smoothing=0.1)
         loss.backward()
         self.opt.step()
-        _sync(self.device)
+        sync(self.device)
 
     def infer(self) -> None:
         self.select()
@@ -155,7 +161,7 @@ class Variant:
         with torch.inference_mode(), torch.autocast(self.device, dtype=self.amp or torch.float32,
                                                     enabled=self.amp is not None):
             self.run_model(self.clips)
-        _sync(self.device)
+        sync(self.device)
         self.model.train()
 
 

@@ -25,6 +25,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+from step import amp_dtype, random_batch, sync  # bench/step.py: the whole-model step benchmark
+
 # variant -> (fused_ops, grad_checkpoint)
 VARIANTS = {"plain": (False, False), "fused": (True, False), "fused+ckpt": (True, True),
             "ckpt": (False, True)}
@@ -72,11 +74,7 @@ class Stepper:
         self.model.train()
         if hasattr(self.model, "set_class_names"):
             self.model.set_class_names([f"action {i}" for i in range(config.num_classes)])
-        size = config.resolved_image_size
-        gen = torch.Generator().manual_seed(seed)
-        self.clips = torch.randint(0, 256, (batch, config.num_frames, 5, 3, size, size), dtype=torch.uint8,
-                                   generator=gen).to(device)
-        self.labels = torch.randint(0, config.num_classes, (batch,), generator=gen).to(device)
+        self.clips, self.labels = random_batch(config, batch, device, seed)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=1e-4)
         self.device = device
@@ -88,8 +86,8 @@ class Stepper:
 
     def step(self) -> float:
         self.optimizer.zero_grad(set_to_none=True)
-        amp = self.device == "cuda"
-        with torch.autocast(self.device, dtype=torch.bfloat16, enabled=amp):
+        amp = amp_dtype(self.device)
+        with torch.autocast(self.device, dtype=amp or torch.float32, enabled=amp is not None):
             if hasattr(self.model, "compute_loss"):
                 loss, _ = self.model.compute_loss(self.model(self.clips, self.labels), self.labels, F.cross_entropy)
             else:
@@ -97,11 +95,6 @@ class Stepper:
         loss.backward()
         self.optimizer.step()
         return float(loss.detach())
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def measure(label: str, source, overrides: dict, variants, batch: int, device: str, steps: int,
@@ -117,10 +110,10 @@ def measure(label: str, source, overrides: dict, variants, batch: int, device: s
             torch.cuda.reset_peak_memory_stats()
         times, losses = [], []
         for _ in range(steps):
-            _sync(device)
+            sync(device)
             t0 = time.perf_counter()
             losses.append(stepper.step())
-            _sync(device)
+            sync(device)
             times.append(time.perf_counter() - t0)
         row = {"arch": label, "variant": variant, "batch": batch, "frames": config.num_frames,
                "backbone": config.backbone, "device": device,

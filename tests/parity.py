@@ -65,3 +65,12 @@ def assert_parity(fused: torch.Tensor, plain: torch.Tensor, ref64: torch.Tensor,
         f"{name}: fused error {ef:.3e} > {factor} x plain {dtype} error {ep:.3e} + atol {atol:.1e}"
         f" (x max|ref| {scale:.3e})")
     return ef
+
+
+def value_and_grad(f, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(f(x), d<f(x), g>/dx) on a fresh leaf copy of x: one call of f forward and backward, for comparing
+    an op eager against torch.compile or checkpointing."""
+    x = x.detach().requires_grad_()
+    y = f(x)
+    y.backward(g)
+    return y.detach(), x.grad

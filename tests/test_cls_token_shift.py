@@ -14,7 +14,7 @@ from tds_kernels.ops.cls_token_shift import op as shift_op
 from tds_kernels.ops.cls_token_shift.reference import cls_token_shift_reference as reference
 
 from backends import op_backends
-from parity import assert_parity
+from parity import assert_parity, value_and_grad
 
 HAS_CPU, HAS_CUDA, NEED_CPU, NEED_GPU, BACKENDS, FUSED = op_backends("cls_token_shift_forward")
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
@@ -120,13 +120,6 @@ def test_opcheck_triton_ops():
     torch.library.opcheck(shift_op.triton_backward, (torch.randn(2, 3, 20, requires_grad=True),))
 
 
-def _grad(f, x, g):
-    x = x.detach().requires_grad_()
-    y = f(x)
-    y.backward(g)
-    return y.detach(), x.grad
-
-
 @pytest.mark.parametrize("backend", [pytest.param("cpu", marks=NEED_CPU), "triton", "reference"])
 def test_torch_compile_fullgraph(backend):
     torch._dynamo.reset()
@@ -135,8 +128,8 @@ def test_torch_compile_fullgraph(backend):
         return tds_kernels.cls_token_shift(x.sin(), backend=backend) * 3.0
 
     x, g = torch.randn(2, 4, 20), torch.randn(2, 4, 20)
-    y, dx = _grad(f, x, g)
-    y_c, dx_c = _grad(torch.compile(f, fullgraph=True), x, g)
+    y, dx = value_and_grad(f, x, g)
+    y_c, dx_c = value_and_grad(torch.compile(f, fullgraph=True), x, g)
     torch.testing.assert_close(y_c, y)
     torch.testing.assert_close(dx_c, dx)
 
@@ -147,8 +140,8 @@ def test_checkpoint(backend):
         return tds_kernels.cls_token_shift(x.exp(), backend=backend)
 
     x, g = torch.randn(2, 4, 20), torch.randn(2, 4, 20)
-    y, dx = _grad(f, x, g)
-    y_ck, dx_ck = _grad(lambda t: torch.utils.checkpoint.checkpoint(f, t, use_reentrant=False), x, g)
+    y, dx = value_and_grad(f, x, g)
+    y_ck, dx_ck = value_and_grad(lambda t: torch.utils.checkpoint.checkpoint(f, t, use_reentrant=False), x, g)
     assert torch.equal(y_ck, y) and torch.equal(dx_ck, dx)
 
 

@@ -17,7 +17,7 @@ from tds_kernels.ops.temporal_adjacent_diff import op as diff_op
 from tds_kernels.ops.temporal_adjacent_diff.reference import temporal_adjacent_diff_reference as reference
 
 from backends import op_backends
-from parity import assert_parity
+from parity import assert_parity, value_and_grad
 
 HAS_CPU, HAS_CUDA, NEED_CPU, NEED_GPU, BACKENDS, FUSED = op_backends("temporal_adjacent_diff_forward")
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
@@ -146,13 +146,6 @@ def test_opcheck_triton_ops():
         torch.library.opcheck(diff_op.triton_backward, (g, x.detach() if absolute else None, absolute, direction))
 
 
-def _grad(f, x, g):
-    x = x.detach().requires_grad_()
-    y = f(x)
-    y.backward(g)
-    return y.detach(), x.grad
-
-
 @pytest.mark.parametrize("backend", [pytest.param("cpu", marks=NEED_CPU), "triton", "reference"])
 @pytest.mark.parametrize("absolute,direction", [(False, "backward"), (True, "forward")])
 def test_torch_compile_fullgraph(backend, absolute, direction):
@@ -162,8 +155,8 @@ def test_torch_compile_fullgraph(backend, absolute, direction):
         return tds_kernels.temporal_adjacent_diff(x.sin(), absolute, direction, backend=backend) * 3.0
 
     x, g = torch.randn(2, 4, 3, 20), torch.randn(2, 4, 3, 20)
-    y, dx = _grad(f, x, g)
-    y_c, dx_c = _grad(torch.compile(f, fullgraph=True), x, g)
+    y, dx = value_and_grad(f, x, g)
+    y_c, dx_c = value_and_grad(torch.compile(f, fullgraph=True), x, g)
     torch.testing.assert_close(y_c, y)
     torch.testing.assert_close(dx_c, dx)
 
@@ -175,8 +168,8 @@ def test_checkpoint(backend):
             return tds_kernels.temporal_adjacent_diff(x.exp(), absolute, direction, backend=backend)
 
         x, g = torch.randn(2, 4, 3, 20), torch.randn(2, 4, 3, 20)
-        y, dx = _grad(f, x, g)
-        y_ck, dx_ck = _grad(lambda t: torch.utils.checkpoint.checkpoint(f, t, use_reentrant=False), x, g)
+        y, dx = value_and_grad(f, x, g)
+        y_ck, dx_ck = value_and_grad(lambda t: torch.utils.checkpoint.checkpoint(f, t, use_reentrant=False), x, g)
         assert torch.equal(y_ck, y) and torch.equal(dx_ck, dx)
 
 
