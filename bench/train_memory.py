@@ -115,7 +115,7 @@ def measure(label: str, source, overrides: dict, variants, batch: int, device: s
             losses.append(stepper.step())
             sync(device)
             times.append(time.perf_counter() - t0)
-        row = {"arch": label, "variant": variant, "batch": batch, "frames": config.num_frames,
+        row = {"arch": label, "model": config.arch, "variant": variant, "batch": batch, "frames": config.num_frames,
                "backbone": config.backbone, "device": device,
                "step_s": min(times[1:] or times), "loss": losses[-1]}
         if device == "cuda":

@@ -11,6 +11,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
 import train_memory  # noqa: E402
+from tdsclip.archs import arch_names  # noqa: E402
 
 
 def test_every_architecture_and_variant_runs_one_training_step(tmp_path, capsys):
@@ -19,6 +20,7 @@ def test_every_architecture_and_variant_runs_one_training_step(tmp_path, capsys)
     rows = json.loads(out.read_text())
     expected = {(label, v) for label, _, _, variants in train_memory.TINY_CASES for v in variants}
     assert {(r["arch"], r["variant"]) for r in rows} == expected
+    assert {r["model"] for r in rows} == set(arch_names())  # every registered architecture has a row
     assert all(math.isfinite(r["loss"]) and r["step_s"] > 0 for r in rows)
     assert all("peak_bytes" not in r and "paper_GB" not in r for r in rows)  # GPU-only; tiny is no paper shape
     table = capsys.readouterr().out
@@ -26,11 +28,14 @@ def test_every_architecture_and_variant_runs_one_training_step(tmp_path, capsys)
     assert "– (GPU only)" in table
 
 
-def test_full_cases_name_valid_model_configs():
+def test_full_cases_name_valid_model_configs_of_every_architecture():
+    archs = set()
     for label, source, overrides, variants in train_memory.FULL_CASES:
         config = train_memory.model_config(source, overrides, train_memory.CLASSES)
         assert config.num_classes == train_memory.CLASSES and config.pretrained is None, label
         assert set(variants) <= set(train_memory.VARIANTS)
+        archs.add(config.arch)
+    assert archs == set(arch_names())
 
 
 @pytest.mark.parametrize("argv, message", [(["--archs", "Nope", "--tiny"], "--archs"),
