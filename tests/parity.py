@@ -74,3 +74,19 @@ def value_and_grad(f, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, t
     y = f(x)
     y.backward(g)
     return y.detach(), x.grad
+
+
+def assert_compile_matches_eager(f, x: torch.Tensor, g: torch.Tensor) -> None:
+    """torch.compile(f, fullgraph=True) gives f's output and input gradient (to float tolerance)."""
+    y, dx = value_and_grad(f, x, g)
+    y_c, dx_c = value_and_grad(torch.compile(f, fullgraph=True), x, g)
+    torch.testing.assert_close(y_c, y)
+    torch.testing.assert_close(dx_c, dx)
+
+
+def assert_checkpoint_matches_eager(f, x: torch.Tensor, g: torch.Tensor) -> None:
+    """Non-reentrant activation checkpointing of f gives exactly f's output and input gradient."""
+    y, dx = value_and_grad(f, x, g)
+    y_ck, dx_ck = value_and_grad(lambda t: torch.utils.checkpoint.checkpoint(f, t, use_reentrant=False), x, g)
+    torch.testing.assert_close(y_ck, y, rtol=0, atol=0)
+    torch.testing.assert_close(dx_ck, dx, rtol=0, atol=0)

@@ -14,7 +14,7 @@ from tds_kernels.ops.cls_token_shift import op as shift_op
 from tds_kernels.ops.cls_token_shift.reference import cls_token_shift_reference as reference
 
 from backends import op_backends
-from parity import assert_parity, value_and_grad
+from parity import assert_checkpoint_matches_eager, assert_compile_matches_eager, assert_parity
 
 HAS_CPU, HAS_CUDA, NEED_CPU, NEED_GPU, BACKENDS, FUSED = op_backends("cls_token_shift_forward")
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
@@ -128,10 +128,7 @@ def test_torch_compile_fullgraph(backend):
         return tds_kernels.cls_token_shift(x.sin(), backend=backend) * 3.0
 
     x, g = torch.randn(2, 4, 20), torch.randn(2, 4, 20)
-    y, dx = value_and_grad(f, x, g)
-    y_c, dx_c = value_and_grad(torch.compile(f, fullgraph=True), x, g)
-    torch.testing.assert_close(y_c, y)
-    torch.testing.assert_close(dx_c, dx)
+    assert_compile_matches_eager(f, x, g)
 
 
 @pytest.mark.parametrize("backend", [pytest.param("cpu", marks=NEED_CPU), "triton", "reference"])
@@ -140,9 +137,7 @@ def test_checkpoint(backend):
         return tds_kernels.cls_token_shift(x.exp(), backend=backend)
 
     x, g = torch.randn(2, 4, 20), torch.randn(2, 4, 20)
-    y, dx = value_and_grad(f, x, g)
-    y_ck, dx_ck = value_and_grad(lambda t: torch.utils.checkpoint.checkpoint(f, t, use_reentrant=False), x, g)
-    assert torch.equal(y_ck, y) and torch.equal(dx_ck, dx)
+    assert_checkpoint_matches_eager(f, x, g)
 
 
 BAD_INPUTS = [

@@ -17,7 +17,7 @@ from tds_kernels.ops.temporal_adjacent_diff import op as diff_op
 from tds_kernels.ops.temporal_adjacent_diff.reference import temporal_adjacent_diff_reference as reference
 
 from backends import op_backends
-from parity import assert_parity, value_and_grad
+from parity import assert_checkpoint_matches_eager, assert_compile_matches_eager, assert_parity
 
 HAS_CPU, HAS_CUDA, NEED_CPU, NEED_GPU, BACKENDS, FUSED = op_backends("temporal_adjacent_diff_forward")
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
@@ -155,10 +155,7 @@ def test_torch_compile_fullgraph(backend, absolute, direction):
         return tds_kernels.temporal_adjacent_diff(x.sin(), absolute, direction, backend=backend) * 3.0
 
     x, g = torch.randn(2, 4, 3, 20), torch.randn(2, 4, 3, 20)
-    y, dx = value_and_grad(f, x, g)
-    y_c, dx_c = value_and_grad(torch.compile(f, fullgraph=True), x, g)
-    torch.testing.assert_close(y_c, y)
-    torch.testing.assert_close(dx_c, dx)
+    assert_compile_matches_eager(f, x, g)
 
 
 @pytest.mark.parametrize("backend", [pytest.param("cpu", marks=NEED_CPU), "triton", "reference"])
@@ -168,9 +165,7 @@ def test_checkpoint(backend):
             return tds_kernels.temporal_adjacent_diff(x.exp(), absolute, direction, backend=backend)
 
         x, g = torch.randn(2, 4, 3, 20), torch.randn(2, 4, 3, 20)
-        y, dx = value_and_grad(f, x, g)
-        y_ck, dx_ck = value_and_grad(lambda t: torch.utils.checkpoint.checkpoint(f, t, use_reentrant=False), x, g)
-        assert torch.equal(y_ck, y) and torch.equal(dx_ck, dx)
+        assert_checkpoint_matches_eager(f, x, g)
 
 
 BAD_INPUTS = [

@@ -17,7 +17,7 @@ from tds_kernels.ops.temporal_max_diff import op as tmd_op
 from tds_kernels.ops.temporal_max_diff.reference import temporal_max_diff_reference as reference
 
 from backends import op_backends
-from parity import assert_parity, value_and_grad
+from parity import assert_checkpoint_matches_eager, assert_compile_matches_eager, assert_parity
 
 # (backend, device); the Triton interpreter is slow, so it gets its own, smaller shape list.
 HAS_CPU, HAS_CUDA, NEED_CPU, NEED_GPU, BACKENDS, FUSED = op_backends("temporal_max_diff_forward")
@@ -214,10 +214,7 @@ def test_torch_compile_fullgraph(backend):
 
     x = torch.randn(1, 4, 3, 20)
     g = torch.randn_like(x)
-    y_eager, dx_eager = value_and_grad(f, x, g)
-    y_comp, dx_comp = value_and_grad(torch.compile(f, fullgraph=True), x, g)
-    torch.testing.assert_close(y_comp, y_eager)
-    torch.testing.assert_close(dx_comp, dx_eager)
+    assert_compile_matches_eager(f, x, g)
 
 
 @pytest.mark.parametrize("backend", COMPILE_BACKENDS)
@@ -227,10 +224,7 @@ def test_checkpoint(backend):
 
     x = torch.randn(2, 4, 3, 20)
     g = torch.randn_like(x)
-    y, dx = value_and_grad(f, x, g)
-    y_ck, dx_ck = value_and_grad(lambda t: torch.utils.checkpoint.checkpoint(f, t, use_reentrant=False), x, g)
-    torch.testing.assert_close(y_ck, y, rtol=0, atol=0)
-    torch.testing.assert_close(dx_ck, dx, rtol=0, atol=0)
+    assert_checkpoint_matches_eager(f, x, g)
 
 
 def test_matches_max_pool_definition():
